@@ -1,0 +1,25 @@
+"""scalex: prompts -> H-space activations -> concept directions -> similarity and clusters.
+
+Run `snakemake -n` to see what would run and why, `snakemake --cores all` to run it.
+"""
+
+from snakemake.utils import min_version
+
+min_version("9.11")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/prompts.smk"
+include: "rules/extract.smk"
+include: "rules/directions.smk"
+include: "rules/similarity.smk"
+include: "rules/reference.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_outputs(),

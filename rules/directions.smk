@@ -1,0 +1,21 @@
+rule directions:
+    """Seed-paired concept directions of one bucket, per step and aggregated."""
+    input:
+        shard=f"{TREE}/activations/{{bucket}}.h5",
+        baseline=f"{TREE}/activations/{BASELINE_ID}.h5",
+    output:
+        f"{TREE}/directions/{{bucket}}.h5",
+    log:
+        f"{TREE}/logs/directions/{{bucket}}.log",
+    benchmark:
+        f"{TREE}/benchmarks/directions/{{bucket}}.tsv"
+    wildcard_constraints:
+        bucket=r"b[0-9]{4}",
+    conda:
+        "../envs/cpu.yaml"
+    params:
+        settings_hash=HASH,
+        tap=config["directions"]["tap"],
+        space=config["directions"]["space"],
+    script:
+        "../scripts/compute_directions.py"

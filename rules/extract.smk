@@ -1,0 +1,21 @@
+rule extract:
+    """H-space activations of a hash bucket of concepts: one model load, one batched loop."""
+    input:
+        bucket_prompts,
+    output:
+        f"{TREE}/activations/{{bucket}}.h5",
+    log:
+        f"{TREE}/logs/extract/{{bucket}}.log",
+    benchmark:
+        f"{TREE}/benchmarks/extract/{{bucket}}.tsv"
+    conda:
+        "../envs/gpu.yaml"
+    threads: 8
+    resources:
+        gpu=1,
+    params:
+        settings=canonical_json(SETTINGS),
+        settings_hash=HASH,
+        runtime=canonical_json(RUNTIME),
+    script:
+        "../scripts/extract_activations.py"

@@ -1,0 +1,22 @@
+"""Rule clusters: hierarchical clusters of concepts, k chosen by silhouette."""
+
+import json
+
+from scalex.jobs import compute_clusters
+from scalex.rulekit import run_rule
+
+smk = snakemake  # noqa: F821 (injected by Snakemake)
+opts = json.loads(smk.params.clustering)
+run_rule(
+    smk,
+    lambda: compute_clusters(
+        smk.input[0],
+        smk.output.clusters,
+        smk.output.silhouette,
+        smk.params.settings_hash,
+        sets=opts["sets"],
+        method=opts["linkage"],
+        k_min=opts["k_min"],
+        k_max=opts["k_max"],
+    ),
+)

@@ -1,0 +1,216 @@
+"""Concept sheets: what a concept is, how its prompts are made, and which job extracts it.
+
+A concept has a path-safe id, a set (professions, genders, ...) and prompts made of templates
+times terms. Sheets are TSV (``id, set, terms, templates``; terms separated by ``|``) or YAML
+(a list of mappings with the same keys, terms as a list, or explicit ``prompts``). Descriptor
+concepts such as "old doctor" are derived from the config, so a sheet lists each concept once.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from scalex.config import ConfigError, canonical_json
+
+ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
+BASELINE_ID = "baseline"
+VOWELS = "aeiou"
+
+
+@dataclass(frozen=True)
+class Concept:
+    """One concept: its id, set, prompts and the template index of each prompt."""
+
+    id: str
+    set: str
+    prompts: tuple[str, ...]
+    template_index: tuple[int, ...]
+    terms: tuple[str, ...] = ()
+    source: str = ""
+    derived: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+    def spec(self) -> dict[str, Any]:
+        """The fields that define the concept's activations, for rerun triggers."""
+        spec = {
+            "id": self.id,
+            "set": self.set,
+            "prompts": list(self.prompts),
+            "template_index": list(self.template_index),
+        }
+        return spec | ({"derived": dict(self.derived)} if self.derived else {})
+
+    def spec_hash(self) -> str:
+        return hashlib.sha256(canonical_json(self.spec()).encode()).hexdigest()[:12]
+
+
+def article(word: str) -> str:
+    """'a' or 'an' before ``word`` (by its first letter; good enough for concept terms)."""
+    return "an" if word[:1].lower() in VOWELS else "a"
+
+
+def fill(template: str, term: str) -> str:
+    """Fill ``{term}`` and ``{article}`` (a/an agreeing with the term) in a template."""
+    return template.replace("{article}", article(term)).replace("{term}", term)
+
+
+def expand(terms: Iterable[str], templates: list[str]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """Prompts for every template times term, template-major, with each prompt's template."""
+    prompts, index = [], []
+    for t_i, template in enumerate(templates):
+        for term in terms:
+            prompts.append(fill(template, term))
+            index.append(t_i)
+    return tuple(prompts), tuple(index)
+
+
+def _split_terms(value: Any) -> list[str]:
+    if isinstance(value, list):
+        return [str(v).strip() for v in value if str(v).strip()]
+    return [t.strip() for t in str(value or "").split("|") if t.strip()]
+
+
+def read_sheet(path: str | Path) -> list[dict[str, Any]]:
+    """Raw rows of a TSV or YAML concept sheet, each with the file and row it came from."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"concept sheet {path} does not exist")
+    if path.suffix in {".yaml", ".yml"}:
+        data = yaml.safe_load(path.read_text()) or []
+        if isinstance(data, dict):
+            data = data.get("concepts", [])
+        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+            raise ConfigError(f"concept sheet {path}: expected a list of mappings")
+        rows = data
+    elif path.suffix in {".tsv", ".txt"}:
+        with path.open(newline="") as handle:
+            lines = [ln for ln in handle if ln.strip() and not ln.lstrip().startswith("#")]
+        rows = list(csv.DictReader(lines, delimiter="\t"))
+        if rows and not {"id", "set"} <= set(rows[0]):
+            raise ConfigError(f"concept sheet {path}: needs the columns id, set and terms")
+    else:
+        raise ConfigError(f"concept sheet {path}: use a .tsv or .yaml file")
+    return [dict(row, _source=f"{path}:{i + 2}") for i, row in enumerate(rows)]
+
+
+def concept_from_row(row: dict[str, Any], templates: dict[str, list[str]]) -> Concept:
+    """Validate one sheet row and expand its prompts."""
+    where = row.get("_source", "concept sheet")
+    cid = str(row.get("id") or "").strip()
+    if not ID_PATTERN.match(cid):
+        raise ConfigError(
+            f"{where}: concept id {cid!r} must be lower-case letters, digits, '_', '.' or '-' "
+            "(it is used in file names)"
+        )
+    if cid == BASELINE_ID:
+        raise ConfigError(f"{where}: concept id {BASELINE_ID!r} is reserved for the baseline")
+    cset = str(row.get("set") or "").strip()
+    if not cset:
+        raise ConfigError(f"{where}: concept {cid!r} has no set")
+    if row.get("prompts"):
+        prompts = tuple(_split_terms(row["prompts"]))
+        return Concept(cid, cset, prompts, tuple([0] * len(prompts)), (), where)
+    terms = _split_terms(row.get("terms"))
+    if not terms:
+        raise ConfigError(f"{where}: concept {cid!r} has neither terms nor prompts")
+    group = str(row.get("templates") or "default").strip()
+    if group not in templates:
+        raise ConfigError(
+            f"{where}: concept {cid!r} uses template group {group!r}, which is not a key of "
+            "concepts.templates"
+        )
+    prompts, index = expand(terms, templates[group])
+    return Concept(cid, cset, prompts, index, tuple(terms), where)
+
+
+def derive_descriptor_concepts(
+    concepts: list[Concept], cfg_desc: dict[str, Any], templates: dict[str, list[str]]
+) -> list[Concept]:
+    """Concepts "<value> <term>" for every descriptor value and every concept of a target set.
+
+    The id is ``<value>-<concept id>`` and the set ``descriptor:<axis>``.
+    """
+    targets = set(cfg_desc.get("targets") or [])
+    out = []
+    for concept in concepts:
+        if concept.set not in targets or not concept.terms:
+            continue
+        group_templates = _templates_of(concept, templates)
+        for axis, values in (cfg_desc.get("axes") or {}).items():
+            for value in values:
+                terms = [f"{value} {term}" for term in concept.terms]
+                prompts, index = expand(terms, group_templates)
+                cid = f"{value.lower().replace(' ', '-')}-{concept.id}"
+                out.append(
+                    Concept(
+                        cid,
+                        f"descriptor:{axis}",
+                        prompts,
+                        index,
+                        tuple(terms),
+                        "descriptors",
+                        derived={"axis": axis, "descriptor": value, "concept": concept.id},
+                    )
+                )
+    return out
+
+
+def _templates_of(concept: Concept, templates: dict[str, list[str]]) -> list[str]:
+    """Recover the template list a concept was expanded with (its prompts tell which)."""
+    for group in templates.values():
+        if expand(concept.terms, group)[0] == concept.prompts:
+            return group
+    return templates["default"]
+
+
+def load_concepts(cfg: dict[str, Any], base: str | Path = ".") -> dict[str, Concept]:
+    """All concepts of the config, sheets first then derived descriptors, keyed by id."""
+    templates = cfg["concepts"]["templates"]
+    concepts: list[Concept] = []
+    for sheet in cfg["concepts"]["sheets"]:
+        for row in read_sheet(Path(base) / sheet):
+            concepts.append(concept_from_row(row, templates))
+    concepts += derive_descriptor_concepts(concepts, cfg["concepts"]["descriptors"], templates)
+    by_id: dict[str, Concept] = {}
+    for concept in concepts:
+        if concept.id in by_id:
+            raise ConfigError(
+                f"concept id {concept.id!r} is defined twice ({by_id[concept.id].source} and "
+                f"{concept.source})"
+            )
+        by_id[concept.id] = concept
+    if not by_id:
+        raise ConfigError("concepts.sheets define no concepts")
+    return by_id
+
+
+def baseline_concept(cfg: dict[str, Any]) -> Concept:
+    """The neutral prompts that every concept is compared with, sampled with the same seeds."""
+    spec = cfg["concepts"]["baseline"]
+    if spec.get("prompts"):
+        prompts = tuple(spec["prompts"])
+        return Concept(BASELINE_ID, BASELINE_ID, prompts, tuple([0] * len(prompts)))
+    templates = cfg["concepts"]["templates"][spec.get("templates", "default")]
+    prompts, index = expand(spec["terms"], templates)
+    return Concept(BASELINE_ID, BASELINE_ID, prompts, index, tuple(spec["terms"]))
+
+
+def bucket_of(concept_id: str, buckets: int) -> str:
+    """Stable hash bucket of a concept: adding or removing others never moves it."""
+    value = int(hashlib.sha256(concept_id.encode()).hexdigest()[:8], 16) % buckets
+    return f"b{value:04d}"
+
+
+def buckets(concepts: Iterable[str], n_buckets: int) -> dict[str, list[str]]:
+    """Bucket name -> sorted concept ids, for the buckets that hold any concept."""
+    out: dict[str, list[str]] = {}
+    for cid in concepts:
+        out.setdefault(bucket_of(cid, n_buckets), []).append(cid)
+    return {b: sorted(ids) for b, ids in sorted(out.items())}

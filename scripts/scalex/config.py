@@ -1,0 +1,132 @@
+"""Validate the workflow configuration and derive what identifies a results tree.
+
+The schema (``config/schema.yaml``) catches malformed values and fills defaults; the checks here
+catch what a schema cannot (files that must exist, cross-references between keys), so a bad
+config stops with one message naming the key before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from scalex.errors import ConfigError  # noqa: F401  (re-exported)
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
+
+#: Keys that never change activations: they stay out of the settings hash, so that a run resumed
+#: on another device or with another batch size keeps writing the same results tree.
+NON_SEMANTIC = {
+    "sampling": ("device", "batch_size"),
+    "extraction": ("buckets", "progress", "compression"),
+}
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file and validate it (defaults filled in)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return validate_config(cfg, base=path.parent.parent)
+
+
+def validate_config(cfg: dict[str, Any], base: str | Path = ".") -> dict[str, Any]:
+    """Validate ``cfg`` against the schema, fill defaults, and check cross-references.
+
+    ``base`` is the folder that relative sheet paths are resolved against (the workflow root).
+    Returns a new dict; the input is not modified.
+    """
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    cfg = copy.deepcopy(cfg)
+    try:
+        validate(cfg, str(SCHEMA_PATH), set_default=True)
+    except WorkflowError as err:
+        raise ConfigError(_schema_message(err)) from None
+    ext, direc, clus = cfg["extraction"], cfg["directions"], cfg["clustering"]
+    if direc["tap"] not in ext["taps"]:
+        raise ConfigError(
+            f"directions.tap {direc['tap']!r} is not in extraction.taps {ext['taps']}"
+        )
+    if direc["space"] not in ext["store"]:
+        raise ConfigError(
+            f"directions.space {direc['space']!r} needs extraction.store to include it"
+        )
+    if clus["k_max"] < clus["k_min"]:
+        raise ConfigError("clustering.k_max must be at least clustering.k_min")
+    steps = cfg["sampling"]["steps"]
+    for step in ext["keep_steps"] or []:
+        if step >= steps:
+            raise ConfigError(f"extraction.keep_steps has {step}, beyond sampling.steps ({steps})")
+    templates = cfg["concepts"]["templates"]
+    base_cfg = cfg["concepts"]["baseline"]
+    if "prompts" not in base_cfg and base_cfg.get("templates", "default") not in templates:
+        raise ConfigError(
+            f"concepts.baseline.templates {base_cfg['templates']!r} is not a key of "
+            "concepts.templates"
+        )
+    for sheet in cfg["concepts"]["sheets"]:
+        if not (Path(base) / sheet).is_file():
+            raise ConfigError(f"concepts.sheets: file {sheet} does not exist")
+    return cfg
+
+
+def _schema_message(err: Exception) -> str:
+    """Shorten snakemake's validation error to the failing key and reason."""
+    text = str(err)
+    cause = err.__cause__ or (err.args[1] if len(getattr(err, "args", ())) > 1 else None)
+    if cause is not None and hasattr(cause, "absolute_path"):
+        key = ".".join(str(p) for p in cause.absolute_path) or "<top level>"
+        return f"config key {key}: {cause.message}"
+    match = re.search(r"Failed validating.*?in schema(.*?)On instance(.*)", text, re.S)
+    return f"invalid config: {match.group(0) if match else text}"
+
+
+def seeds(cfg: dict[str, Any]) -> list[int]:
+    """The seed list, from an explicit list or a ``{start, count}`` range."""
+    spec = cfg["sampling"]["seeds"]
+    if isinstance(spec, list):
+        return [int(s) for s in spec]
+    return list(range(spec.get("start", 0), spec.get("start", 0) + spec["count"]))
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no whitespace: equal values give equal strings."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def extraction_settings(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The settings that determine activations: model, sampling, seeds and tap points."""
+    sampling = {k: v for k, v in cfg["sampling"].items() if k not in NON_SEMANTIC["sampling"]}
+    sampling["seeds"] = seeds(cfg)
+    extraction = {k: v for k, v in cfg["extraction"].items() if k not in NON_SEMANTIC["extraction"]}
+    return {"model": dict(cfg["model"]), "sampling": sampling, "extraction": extraction}
+
+
+def settings_hash(cfg: dict[str, Any]) -> str:
+    """Eight hex digits identifying :func:`extraction_settings`."""
+    return hashlib.sha256(canonical_json(extraction_settings(cfg)).encode()).hexdigest()[:8]
+
+
+def model_slug(model_id: str) -> str:
+    """A short, path-safe name for a model id or folder."""
+    name = Path(model_id.rstrip("/")).name or "model"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-").lower() or "model"
+
+
+def results_tree(cfg: dict[str, Any]) -> str:
+    """``<results>/<model-slug>-<hash8>``: one tree per model and extraction settings."""
+    return f"{cfg['results']}/{model_slug(cfg['model']['id'])}-{settings_hash(cfg)}"

@@ -1,0 +1,388 @@
+"""Read H-space activations with a batched denoising loop over a pipeline's components.
+
+Why not call the pipeline once per prompt with a hook? Because an audit samples thousands of
+(prompt, seed) pairs: this loop batches them, encodes each distinct prompt once, decodes no image
+and stops every sample right after the last step it needs. It still draws each sample's initial
+noise exactly as the stock pipeline does for one prompt with
+``generator=torch.Generator(noise_device).manual_seed(seed)``, and, for schedulers that inject
+noise between steps (LCM, ancestral samplers), steps each sample with its own generator, so a user
+can render with the stock pipeline the very image whose H-space was measured, and a (prompt, seed)
+gives the same activations whatever batch it lands in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from scalex.errors import ExtractionError  # noqa: F401  (re-exported)
+from scalex.models import DTYPES, resolve_device
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """Everything about sampling that changes the activations (hashed into the results path)."""
+
+    steps: int = 4
+    guidance_scale: float = 1.0
+    branch: str = "cond"
+    height: int | None = None
+    width: int | None = None
+    dtype: str = "float32"
+    device: str = "auto"
+    batch_size: int = 32
+    noise_device: str = "cpu"
+    eta: float = 0.0
+    keep_steps: tuple[int, ...] | None = None
+    taps: tuple[str, ...] = ("mid_block",)
+    store: tuple[str, ...] = ("pooled",)
+    negative_prompt: str = ""
+
+    def kept_steps(self) -> list[int]:
+        """Indices of the denoising steps whose activations are kept (all when unset)."""
+        kept = list(range(self.steps)) if self.keep_steps is None else sorted(set(self.keep_steps))
+        if not kept or kept[0] < 0 or kept[-1] >= self.steps:
+            raise ExtractionError(
+                f"extraction.keep_steps {list(self.keep_steps or [])} must lie in "
+                f"0..{self.steps - 1}"
+            )
+        return kept
+
+
+@dataclass
+class Activations:
+    """Activations of N samples: ``data[tap][kind]`` has shape (N, T, C) or (N, T, C, h, w)."""
+
+    timesteps: np.ndarray
+    step_indices: np.ndarray
+    data: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+
+class TraceModules(contextlib.AbstractContextManager):
+    """Forward hooks that keep the latest output of named submodules (baukit's ``TraceDict``).
+
+    A block that returns a tuple contributes its first element, the hidden states.
+    """
+
+    def __init__(self, model: torch.nn.Module, names: Sequence[str]):
+        self.outputs: dict[str, torch.Tensor] = {}
+        self._handles = []
+        for name in names:
+            try:
+                module = model.get_submodule(name)
+            except AttributeError as err:
+                raise ExtractionError(
+                    f"extraction.taps: the UNet has no submodule {name!r}"
+                ) from err
+            self._handles.append(module.register_forward_hook(self._keep(name)))
+
+    def _keep(self, name: str):
+        def hook(_module, _inputs, output):
+            self.outputs[name] = (output[0] if isinstance(output, tuple) else output).detach()
+
+        return hook
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+def _steps_per_sample(scheduler) -> bool:
+    """True when ``scheduler.step`` draws noise that must come from each sample's generator.
+
+    Multistep solvers keep a history across the batch, so they are stepped batched; their
+    stochastic (SDE) variants are refused since they could not be reproduced per sample.
+    """
+    accepts_generator = "generator" in inspect.signature(scheduler.step).parameters
+    multistep = hasattr(scheduler, "model_outputs") or getattr(scheduler, "order", 1) > 1
+    if multistep:
+        if "sde" in str(scheduler.config.get("algorithm_type", "")):
+            raise ExtractionError(
+                f"sampling.scheduler {type(scheduler).__name__} with an SDE algorithm injects "
+                "noise that cannot be reproduced per sample; use a deterministic variant"
+            )
+        return False
+    return accepts_generator
+
+
+class HSpaceExtractor:
+    """Batched, early-stopping H-space reader for one loaded pipeline and sampling settings."""
+
+    def __init__(self, pipe, settings: SamplingSettings):
+        self.pipe = pipe
+        self.settings = settings
+        self.device = resolve_device(settings.device)
+        self.dtype = DTYPES[settings.dtype]
+        self.unet = pipe.unet
+        self.is_xl = getattr(pipe, "text_encoder_2", None) is not None
+        self.guidance_embedding = self.unet.config.get("time_cond_proj_dim") is not None
+        # Guidance is distilled into LCM UNets: no unconditional branch, as in the stock pipeline.
+        self.cfg = settings.guidance_scale > 1.0 and not self.guidance_embedding
+        if settings.branch not in {"cond", "uncond"}:
+            raise ExtractionError(
+                f"sampling.branch must be 'cond' or 'uncond', not {settings.branch!r}"
+            )
+        if settings.branch == "uncond" and not self.cfg:
+            raise ExtractionError(
+                "sampling.branch 'uncond' needs classifier-free guidance (guidance_scale > 1 "
+                "on a model without a guidance embedding)"
+            )
+        vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1) if pipe.vae else 8
+        self.vae_scale = vae_scale
+        size = int(self.unet.config.sample_size) * vae_scale
+        self.height = settings.height or size
+        self.width = settings.width or size
+        if self.height % vae_scale or self.width % vae_scale:
+            raise ExtractionError(
+                f"sampling.height/width must be multiples of {vae_scale} for this model"
+            )
+        self.kept = settings.kept_steps()
+        self._embed_cache: dict[str, dict[str, torch.Tensor]] = {}
+        self._uncond: dict[str, torch.Tensor] | None = None
+
+    # -- text conditioning -------------------------------------------------------------------
+    def _encode_one(self, prompt: str) -> dict[str, torch.Tensor]:
+        """Encode one prompt alone, so its embedding never depends on its batch neighbours."""
+        pipe = self.pipe
+        if self.is_xl:
+            pe, npe, pooled, npooled = pipe.encode_prompt(
+                prompt=[prompt],
+                device=self.device,
+                num_images_per_prompt=1,
+                do_classifier_free_guidance=self.cfg,
+                negative_prompt=self.settings.negative_prompt or None,
+            )
+            out = {"embeds": pe, "pooled": pooled}
+            if self.cfg and self._uncond is None:
+                self._uncond = {"embeds": npe, "pooled": npooled}
+            return out
+        pe, npe = pipe.encode_prompt(
+            [prompt],
+            self.device,
+            1,
+            self.cfg,
+            negative_prompt=self.settings.negative_prompt or None,
+        )
+        if self.cfg and self._uncond is None:
+            self._uncond = {"embeds": npe}
+        return {"embeds": pe}
+
+    def encode(self, prompt: str) -> dict[str, torch.Tensor]:
+        """Cached prompt embedding (one text-encoder call per distinct prompt)."""
+        if prompt not in self._embed_cache:
+            with torch.inference_mode():
+                self._embed_cache[prompt] = self._encode_one(prompt)
+        return self._embed_cache[prompt]
+
+    def _conditioning(self, prompts: Sequence[str]) -> tuple[torch.Tensor, dict | None]:
+        encoded = [self.encode(p) for p in prompts]
+        embeds = torch.cat([e["embeds"] for e in encoded])
+        added = None
+        if self.is_xl:
+            pooled = torch.cat([e["pooled"] for e in encoded])
+            proj_dim = self.pipe.text_encoder_2.config.projection_dim
+            time_ids = self.pipe._get_add_time_ids(
+                (self.height, self.width),
+                (0, 0),
+                (self.height, self.width),
+                dtype=embeds.dtype,
+                text_encoder_projection_dim=proj_dim,
+            ).to(self.device)
+            time_ids = time_ids.repeat(len(prompts), 1)
+            added = {"text_embeds": pooled, "time_ids": time_ids}
+        if self.cfg:
+            assert self._uncond is not None
+            n = len(prompts)
+            embeds = torch.cat([self._uncond["embeds"].expand(n, -1, -1), embeds])
+            if added is not None:
+                added = {
+                    "text_embeds": torch.cat(
+                        [self._uncond["pooled"].expand(n, -1), added["text_embeds"]]
+                    ),
+                    "time_ids": torch.cat([added["time_ids"], added["time_ids"]]),
+                }
+        return embeds, added
+
+    # -- noise ---------------------------------------------------------------------------------
+    def _generators(self, seeds: Sequence[int]) -> list[torch.Generator]:
+        gen_device = "cpu" if self.settings.noise_device == "cpu" else self.device
+        return [torch.Generator(gen_device).manual_seed(int(s)) for s in seeds]
+
+    def initial_noise(self, generators: Sequence[torch.Generator]) -> torch.Tensor:
+        """One ``randn_tensor`` draw per sample, the stock pipeline's ``prepare_latents``."""
+        from diffusers.utils.torch_utils import randn_tensor
+
+        shape = (
+            1,
+            self.unet.config.in_channels,
+            self.height // self.vae_scale,
+            self.width // self.vae_scale,
+        )
+        noise = [
+            randn_tensor(shape, generator=g, device=self.device, dtype=self.dtype)
+            for g in generators
+        ]
+        return torch.cat(noise) * self.pipe.scheduler.init_noise_sigma
+
+    # -- the loop ------------------------------------------------------------------------------
+    def _timesteps(self, scheduler) -> torch.Tensor:
+        scheduler.set_timesteps(self.settings.steps, device=self.device)
+        return scheduler.timesteps
+
+    def run_batch(self, prompts: Sequence[str], seeds: Sequence[int]) -> Activations:
+        """Activations of the samples (prompts[i], seeds[i]) at the kept steps."""
+        import copy
+
+        settings = self.settings
+        scheduler = copy.deepcopy(self.pipe.scheduler)  # per-batch state (step index, history)
+        timesteps = self._timesteps(scheduler)
+        per_sample = _steps_per_sample(scheduler)
+        n = len(prompts)
+        generators = self._generators(seeds)
+        embeds, added = self._conditioning(prompts)
+        latents = self.initial_noise(generators)
+        timestep_cond = None
+        if self.guidance_embedding:
+            w = torch.tensor(settings.guidance_scale - 1.0).repeat(n)
+            timestep_cond = self.pipe.get_guidance_scale_embedding(
+                w, embedding_dim=self.unet.config.time_cond_proj_dim
+            ).to(device=self.device, dtype=self.dtype)
+        step_kwargs: dict[str, Any] = {}
+        if "eta" in inspect.signature(scheduler.step).parameters:
+            step_kwargs["eta"] = settings.eta
+        last = self.kept[-1]
+        kept_set = set(self.kept)
+        collected: dict[str, dict[str, list[np.ndarray]]] = {
+            tap: {kind: [] for kind in settings.store} for tap in settings.taps
+        }
+        with TraceModules(self.unet, settings.taps) as trace, torch.inference_mode():
+            for i, t in enumerate(timesteps):
+                model_in = torch.cat([latents] * 2) if self.cfg else latents
+                model_in = scheduler.scale_model_input(model_in, t)
+                noise_pred = self.unet(
+                    model_in,
+                    t,
+                    encoder_hidden_states=embeds,
+                    timestep_cond=timestep_cond,
+                    added_cond_kwargs=added,
+                    return_dict=False,
+                )[0]
+                if i in kept_set:
+                    for tap in settings.taps:
+                        out = trace.outputs[tap]
+                        if self.cfg:
+                            out = out[n:] if settings.branch == "cond" else out[:n]
+                        self._collect(collected[tap], out)
+                if i == last:
+                    break
+                if self.cfg:
+                    uncond, cond = noise_pred.chunk(2)
+                    noise_pred = uncond + settings.guidance_scale * (cond - uncond)
+                latents = self._step(
+                    scheduler, noise_pred, t, latents, generators, per_sample, step_kwargs
+                )
+        data = {
+            tap: {kind: np.stack(arrs, axis=1) for kind, arrs in kinds.items()}
+            for tap, kinds in collected.items()
+        }
+        return Activations(
+            timesteps=timesteps[self.kept].detach().cpu().numpy().astype(np.int64),
+            step_indices=np.asarray(self.kept, dtype=np.int64),
+            data=data,
+        )
+
+    def _collect(self, sink: dict[str, list[np.ndarray]], out: torch.Tensor) -> None:
+        if "pooled" in sink:
+            sink["pooled"].append(out.float().mean(dim=(2, 3)).cpu().numpy())
+        if "full" in sink:
+            sink["full"].append(out.to(torch.float16).cpu().numpy())
+
+    @staticmethod
+    def _step(scheduler, noise_pred, t, latents, generators, per_sample, kwargs):
+        if not per_sample:
+            return scheduler.step(noise_pred, t, latents, **kwargs, return_dict=False)[0]
+        # Each sample continues its own generator, as the stock pipeline does for one prompt;
+        # schedulers that count steps are rewound so every sample takes the same step.
+        counted = hasattr(scheduler, "_step_index")
+        start = scheduler._step_index if counted else None
+        outs = []
+        for j, gen in enumerate(generators):
+            if counted and start is not None:
+                scheduler._step_index = start
+            outs.append(
+                scheduler.step(
+                    noise_pred[j : j + 1],
+                    t,
+                    latents[j : j + 1],
+                    generator=gen,
+                    **kwargs,
+                    return_dict=False,
+                )[0]
+            )
+            if counted and start is None:
+                start = scheduler._step_index - 1
+        return torch.cat(outs)
+
+    def run(
+        self,
+        samples: Sequence[tuple[str, int]],
+        progress: bool = True,
+        desc: str = "extract",
+        unit_scale: float = 1.0,
+    ) -> Activations:
+        """Activations of all samples, in order, in batches of ``settings.batch_size``.
+
+        The progress bar counts ``unit_scale`` prompts per sample (1 / number of seeds), so its
+        rate reads in prompts per second.
+        """
+        from tqdm.auto import tqdm
+
+        if not samples:
+            raise ExtractionError("nothing to extract: no (prompt, seed) samples")
+        bs = max(1, self.settings.batch_size)
+        parts: list[Activations] = []
+        bar = tqdm(
+            total=round(len(samples) * unit_scale, 3),
+            unit="prompt",
+            desc=desc,
+            disable=not progress,
+        )
+        with bar:
+            for chunk in _chunks(samples, bs):
+                prompts = [p for p, _ in chunk]
+                seeds = [s for _, s in chunk]
+                parts.append(self.run_batch(prompts, seeds))
+                bar.update(len(chunk) * unit_scale)
+        merged = {
+            tap: {
+                kind: np.concatenate([p.data[tap][kind] for p in parts])
+                for kind in parts[0].data[tap]
+            }
+            for tap in parts[0].data
+        }
+        return Activations(parts[0].timesteps, parts[0].step_indices, merged)
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def check_finite(acts: Activations, samples: Sequence[tuple[str, int]]) -> None:
+    """Raise naming the first (prompt, seed) whose activations hold NaN or infinity."""
+    for tap, kinds in acts.data.items():
+        for kind, arr in kinds.items():
+            bad = ~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                prompt, seed = samples[i]
+                raise ExtractionError(
+                    f"non-finite activations at tap {tap!r} ({kind}) for prompt {prompt!r}, "
+                    f"seed {seed} ({int(bad.sum())} samples affected); try sampling.dtype float32"
+                )

@@ -1,0 +1,392 @@
+"""The work of each workflow rule, as plain functions (the rule scripts only unpack arguments).
+
+Keeping the work here makes every step callable from a notebook or a test without Snakemake,
+and keeps the rule scripts thin enough that editing one rarely changes behaviour.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scalex import __version__
+from scalex.concepts import Concept
+from scalex.config import canonical_json
+from scalex.directions import concept_direction, paired_differences
+from scalex.store import (
+    ACTIVATIONS,
+    atomic_h5,
+    open_checked,
+    read_activations,
+    read_strings,
+    shard_concepts,
+    write_concept_activations,
+    write_strings,
+)
+
+log = logging.getLogger("scalex")
+DIRECTIONS = "scalex.directions"
+SIMILARITY = "scalex.similarity"
+
+
+# -- prompts -------------------------------------------------------------------------------------
+def prompt_record(concept: Concept, seeds: Sequence[int]) -> dict[str, Any]:
+    """What the prompt file of a concept holds: its spec plus the seeds."""
+    return concept.spec() | {"seeds": [int(s) for s in seeds]}
+
+
+def write_prompts(record: dict[str, Any], out: str | Path) -> None:
+    """A concept's prompts and seeds as canonical JSON (deterministic bytes)."""
+    _atomic_text(out, canonical_json(record) + "\n")
+
+
+def read_prompts(path: str | Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
+
+
+def _atomic_text(out: str | Path, text: str) -> None:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(out)
+
+
+# -- extraction ----------------------------------------------------------------------------------
+def package_versions() -> dict[str, str]:
+    """Versions that can change activations, recorded in every shard."""
+    import diffusers
+    import h5py
+    import torch
+    import transformers
+
+    return {
+        "scalex": __version__,
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+        "h5py": h5py.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def sampling_settings(settings: dict[str, Any], runtime: dict[str, Any]):
+    """Build :class:`SamplingSettings` from the hashed settings plus device and batch size."""
+    from scalex.extract import SamplingSettings
+
+    s, e = settings["sampling"], settings["extraction"]
+    return SamplingSettings(
+        steps=s["steps"],
+        guidance_scale=float(s["guidance_scale"]),
+        branch=s["branch"],
+        height=s.get("height"),
+        width=s.get("width"),
+        dtype=s["dtype"],
+        device=runtime.get("device", "auto"),
+        batch_size=int(runtime.get("batch_size", 32)),
+        noise_device=s["noise_device"],
+        eta=float(s["eta"]),
+        keep_steps=tuple(e["keep_steps"]) if e.get("keep_steps") else None,
+        taps=tuple(e["taps"]),
+        store=tuple(e["store"]),
+        negative_prompt=s.get("negative_prompt", ""),
+    )
+
+
+def load_model(settings: dict[str, Any], runtime: dict[str, Any]):
+    """Load the configured pipeline and check its family against ``model.family``."""
+    from scalex.models import ModelError, detect_family, load_pipeline
+
+    model, sampling = settings["model"], settings["sampling"]
+    pipe = load_pipeline(
+        model["id"],
+        revision=model.get("revision"),
+        variant=model.get("variant"),
+        dtype=sampling["dtype"],
+        device=runtime.get("device", "auto"),
+        scheduler=sampling.get("scheduler"),
+        scheduler_kwargs=sampling.get("scheduler_kwargs"),
+    )
+    info = detect_family(pipe, model["id"])
+    wanted = model.get("family", "auto")
+    if wanted not in ("auto", info.family):
+        raise ModelError(
+            f"model.family is {wanted!r} but {model['id']!r} looks like {info.family!r} "
+            f"({info.pipeline_class}); set model.family: auto or fix model.id"
+        )
+    return pipe, info
+
+
+def extract_shard(
+    prompt_files: Sequence[str | Path],
+    out: str | Path,
+    settings: dict[str, Any],
+    settings_hash: str,
+    runtime: dict[str, Any] | None = None,
+    pipe_and_info: tuple[Any, Any] | None = None,
+) -> dict[str, float]:
+    """Extract the activations of every concept in ``prompt_files`` into one HDF5 shard.
+
+    All (prompt, seed) samples of the shard run through one batched loop, so a shard pays for
+    model loading once. Returns timings (seconds) for the overhead measurement.
+    """
+    from scalex.extract import HSpaceExtractor, check_finite
+
+    runtime = runtime or {}
+    records = [read_prompts(p) for p in prompt_files]
+    seeds = records[0]["seeds"]
+    for rec, path in zip(records, prompt_files, strict=True):
+        if rec["seeds"] != seeds:
+            raise ValueError(f"{path}: seeds differ from the other concepts of this shard")
+    t0 = time.perf_counter()
+    pipe, info = pipe_and_info or load_model(settings, runtime)
+    t_load = time.perf_counter() - t0
+    sampling = sampling_settings(settings, runtime)
+    extractor = HSpaceExtractor(pipe, sampling)
+    samples = [(prompt, seed) for rec in records for prompt in rec["prompts"] for seed in seeds]
+    t1 = time.perf_counter()
+    acts = extractor.run(
+        samples,
+        progress=bool(runtime.get("progress", True)),
+        desc=Path(out).stem,
+        unit_scale=1.0 / len(seeds),
+    )
+    t_extract = time.perf_counter() - t1
+    check_finite(acts, samples)
+    scheduler = pipe.scheduler
+    header = {
+        "settings_hash": settings_hash,
+        "settings_json": canonical_json(settings),
+        "model_id": info.model_id,
+        "model_revision": settings["model"].get("revision"),
+        "family": info.family,
+        "architecture": info.architecture,
+        "pipeline_class": info.pipeline_class,
+        "prediction_type": info.prediction_type,
+        "scheduler": type(scheduler).__name__,
+        "scheduler_config": dict(scheduler.config),
+        "num_inference_steps": sampling.steps,
+        "timesteps": acts.timesteps,
+        "step_indices": acts.step_indices,
+        "seeds": seeds,
+        "height": extractor.height,
+        "width": extractor.width,
+        "guidance_scale": sampling.guidance_scale,
+        "classifier_free_guidance": extractor.cfg,
+        "branch": sampling.branch,
+        "dtype": sampling.dtype,
+        "taps": list(sampling.taps),
+        "store": list(sampling.store),
+        "versions": package_versions(),
+    }
+    t2 = time.perf_counter()
+    with atomic_h5(out, ACTIVATIONS, header) as f:
+        start = 0
+        for rec in records:
+            n = len(rec["prompts"]) * len(seeds)
+            arrays = {
+                tap: {
+                    kind: arr[start : start + n].reshape(
+                        len(rec["prompts"]), len(seeds), *arr.shape[1:]
+                    )
+                    for kind, arr in kinds.items()
+                }
+                for tap, kinds in acts.data.items()
+            }
+            meta = {"set": rec["set"], "derived": rec.get("derived") or {}}
+            write_concept_activations(
+                f,
+                rec["id"],
+                meta,
+                rec["prompts"],
+                rec["template_index"],
+                arrays,
+                compression=runtime.get("compression"),
+            )
+            start += n
+    return {
+        "load_s": t_load,
+        "extract_s": t_extract,
+        "write_s": time.perf_counter() - t2,
+        "samples": float(len(samples)),
+    }
+
+
+# -- directions ----------------------------------------------------------------------------------
+def load_differences(
+    shard: str | Path, baseline: str | Path, settings_hash: str, tap: str, kind: str
+) -> dict[str, dict[str, Any]]:
+    """Seed-paired differences (P, S, T, D) of every concept in a shard, with prompt metadata."""
+    with open_checked(baseline, ACTIVATIONS, settings_hash) as fb:
+        base = read_activations(fb, "baseline", tap, kind)
+    out = {}
+    with open_checked(shard, ACTIVATIONS, settings_hash) as f:
+        for cid in shard_concepts(f):
+            group = f[f"concepts/{cid}"]
+            out[cid] = {
+                "diffs": paired_differences(read_activations(f, cid, tap, kind), base),
+                "prompts": read_strings(group["prompts"]),
+                "template_index": group["template_index"][()],
+                "set": str(group.attrs["set"]),
+            }
+        out_attrs = {k: f.attrs[k] for k in ("step_indices", "timesteps", "seeds")}
+    for rec in out.values():
+        rec.update(out_attrs)
+    return out
+
+
+def compute_directions(
+    shard: str | Path,
+    baseline: str | Path,
+    out: str | Path,
+    settings_hash: str,
+    tap: str = "mid_block",
+    kind: str = "pooled",
+) -> None:
+    """Directions of every concept of an activation shard, written to a directions file."""
+    records = load_differences(shard, baseline, settings_hash, tap, kind)
+    any_rec = next(iter(records.values()))
+    attrs = {
+        "settings_hash": settings_hash,
+        "tap": tap,
+        "space": kind,
+        "step_indices": any_rec["step_indices"],
+        "timesteps": any_rec["timesteps"],
+        "seeds": any_rec["seeds"],
+    }
+    with atomic_h5(out, DIRECTIONS, attrs) as f:
+        for cid, rec in records.items():
+            d = concept_direction(rec["diffs"], cid)
+            g = f.create_group(f"concepts/{cid}")
+            g.attrs["set"] = rec["set"]
+            g.attrs["split_half"] = d.split_half
+            g.attrs["n_prompts"] = d.n_prompts
+            g.attrs["n_seeds"] = d.n_seeds
+            g.create_dataset("per_step", data=d.per_step)
+            g.create_dataset("aggregate", data=d.aggregate)
+            g.create_dataset("mean_diff", data=d.mean_diff)
+
+
+def read_directions(
+    files: Sequence[str | Path], settings_hash: str, concepts: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Directions of all concepts in ``files`` (optionally only ``concepts``), sorted by id.
+
+    Returns ids, sets, ``per_step`` (N, T, D), ``aggregate`` (N, D), ``mean_diff`` (N, T, D),
+    ``split_half`` (N,) and the step indices.
+    """
+    rows: dict[str, dict[str, Any]] = {}
+    steps = None
+    for path in files:
+        with open_checked(path, DIRECTIONS, settings_hash) as f:
+            steps = f.attrs["step_indices"]
+            for cid, g in f["concepts"].items():
+                if concepts is not None and cid not in concepts:
+                    continue
+                rows[cid] = {
+                    "set": str(g.attrs["set"]),
+                    "split_half": float(g.attrs["split_half"]),
+                    "per_step": g["per_step"][()],
+                    "aggregate": g["aggregate"][()],
+                    "mean_diff": g["mean_diff"][()],
+                }
+    if concepts is not None:
+        missing = sorted(set(concepts) - set(rows))
+        if missing:
+            raise KeyError(f"no directions for concepts {missing}")
+    ids = sorted(rows)
+    return {
+        "ids": ids,
+        "sets": [rows[c]["set"] for c in ids],
+        "per_step": np.stack([rows[c]["per_step"] for c in ids]) if ids else np.zeros((0,)),
+        "aggregate": np.stack([rows[c]["aggregate"] for c in ids]) if ids else np.zeros((0,)),
+        "mean_diff": np.stack([rows[c]["mean_diff"] for c in ids]) if ids else np.zeros((0,)),
+        "split_half": np.array([rows[c]["split_half"] for c in ids]),
+        "step_indices": np.asarray(steps),
+    }
+
+
+# -- similarity and clusters ---------------------------------------------------------------------
+def compute_similarity(
+    direction_files: Sequence[str | Path],
+    out_h5: str | Path,
+    out_tsv: str | Path,
+    settings_hash: str,
+) -> None:
+    """Cosine-similarity matrices over all concepts, per step and aggregated (HDF5 and TSV)."""
+    import pandas as pd
+
+    from scalex.similarity import cosine_matrix
+
+    d = read_directions(direction_files, settings_hash)
+    per_step = cosine_matrix(np.swapaxes(d["per_step"], 0, 1))  # (T, N, N)
+    aggregate = cosine_matrix(d["aggregate"])
+    with atomic_h5(
+        out_h5, SIMILARITY, {"settings_hash": settings_hash, "step_indices": d["step_indices"]}
+    ) as f:
+        write_strings(f, "ids", d["ids"])
+        write_strings(f, "sets", d["sets"])
+        f.create_dataset("aggregate", data=aggregate)
+        f.create_dataset("per_step", data=per_step)
+        f.create_dataset("split_half", data=d["split_half"])
+    frame = pd.DataFrame(aggregate, index=d["ids"], columns=d["ids"]).round(6)
+    frame.index.name = "concept"
+    _atomic_text(out_tsv, frame.to_csv(sep="\t"))
+
+
+def read_similarity(path: str | Path, settings_hash: str | None = None) -> dict[str, Any]:
+    with open_checked(path, SIMILARITY, settings_hash) as f:
+        return {
+            "ids": read_strings(f["ids"]),
+            "sets": read_strings(f["sets"]),
+            "aggregate": f["aggregate"][()],
+            "per_step": f["per_step"][()],
+            "split_half": f["split_half"][()],
+            "step_indices": f.attrs["step_indices"],
+        }
+
+
+def compute_clusters(
+    similarity_h5: str | Path,
+    out_clusters: str | Path,
+    out_silhouette: str | Path,
+    settings_hash: str,
+    sets: Sequence[str] | None = None,
+    method: str = "average",
+    k_min: int = 2,
+    k_max: int = 12,
+) -> None:
+    """Cluster the concepts of ``sets`` (all when None) and write the labels and silhouettes."""
+    import pandas as pd
+
+    from scalex.similarity import cluster_concepts
+
+    sim = read_similarity(similarity_h5, settings_hash)
+    keep = [i for i, s in enumerate(sim["sets"]) if sets is None or s in sets]
+    if len(keep) < 2:
+        raise ValueError(
+            f"clustering.sets {list(sets or [])} select {len(keep)} concepts; need at least 2"
+        )
+    sub = sim["aggregate"][np.ix_(keep, keep)]
+    result = cluster_concepts(sub, method=method, k_min=k_min, k_max=k_max)
+    table = pd.DataFrame(
+        {
+            "concept": [sim["ids"][i] for i in keep],
+            "set": [sim["sets"][i] for i in keep],
+            "cluster": result.labels,
+        }
+    ).sort_values(["cluster", "concept"])
+    _atomic_text(out_clusters, table.to_csv(sep="\t", index=False))
+    curve = pd.DataFrame(
+        {"k": list(result.silhouette), "silhouette": list(result.silhouette.values())}
+    )
+    curve["chosen"] = curve["k"] == result.k
+    _atomic_text(out_silhouette, curve.to_csv(sep="\t", index=False, float_format="%.6f"))

@@ -1,0 +1,60 @@
+"""Cosine similarity between concept directions, and unsupervised clusters of concepts.
+
+Clustering is hierarchical on the cosine distance ``1 - cos`` (average linkage by default), with
+the number of clusters chosen by the silhouette score, since SCALEX asks for structure without
+labels: nothing tells the method how many groups there are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.spatial.distance import squareform
+from sklearn.metrics import silhouette_score
+
+
+def cosine_matrix(directions: np.ndarray) -> np.ndarray:
+    """(N, D) unit (or any) vectors -> (N, N) cosine similarities; works on (..., N, D) stacks."""
+    norms = np.linalg.norm(directions, axis=-1, keepdims=True)
+    unit = directions / np.maximum(norms, 1e-12)
+    sim = unit @ np.swapaxes(unit, -1, -2)
+    return np.clip(sim, -1.0, 1.0).astype(np.float32)
+
+
+@dataclass
+class Clustering:
+    """Cluster labels (1..k), the chosen k, the silhouette per k and the linkage matrix."""
+
+    labels: np.ndarray
+    k: int
+    silhouette: dict[int, float]
+    linkage: np.ndarray
+
+
+def cluster_concepts(
+    similarity: np.ndarray, method: str = "average", k_min: int = 2, k_max: int = 12
+) -> Clustering:
+    """Hierarchical clustering of a cosine-similarity matrix, k chosen by silhouette.
+
+    k ranges over ``k_min..min(k_max, N - 1)``; ties go to the smaller k. With fewer than three
+    concepts there is nothing to choose and every concept forms one cluster.
+    """
+    n = similarity.shape[0]
+    distance = np.clip(1.0 - similarity.astype(np.float64), 0.0, 2.0)
+    distance = (distance + distance.T) / 2
+    np.fill_diagonal(distance, 0.0)
+    if n < 3:
+        return Clustering(np.ones(n, dtype=int), 1, {}, np.zeros((0, 4)))
+    tree = linkage(squareform(distance, checks=False), method=method)
+    scores: dict[int, float] = {}
+    for k in range(k_min, min(k_max, n - 1) + 1):
+        labels = fcluster(tree, t=k, criterion="maxclust")
+        if len(np.unique(labels)) < 2:
+            continue
+        scores[k] = float(silhouette_score(distance, labels, metric="precomputed"))
+    if not scores:
+        return Clustering(np.ones(n, dtype=int), 1, {}, tree)
+    best = max(scores, key=lambda k: (round(scores[k], 12), -k))
+    return Clustering(fcluster(tree, t=best, criterion="maxclust"), best, scores, tree)

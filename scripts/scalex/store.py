@@ -1,0 +1,147 @@
+"""HDF5 files of scalex: atomic writes, a documented layout and checks on every read.
+
+Every file is written under a temporary name and renamed into place only after its last byte and
+the ``complete`` attribute are on disk, so a killed job never leaves a file that looks finished.
+Every reader checks the format, the ``complete`` flag and the settings hash, so a step never mixes
+inputs from different models or settings. The layout is described in the README ("HDF5 format").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from scalex.errors import StoreError  # noqa: F401  (re-exported)
+
+FORMAT_VERSION = 1
+STR = h5py.string_dtype(encoding="utf-8")
+
+
+@contextlib.contextmanager
+def atomic_h5(path: str | Path, fmt: str, attrs: dict[str, Any]) -> Iterator[h5py.File]:
+    """Open ``path`` for writing through a temporary file, renamed on success only.
+
+    ``fmt`` and ``attrs`` go on the root group; ``complete=True`` is set last.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with h5py.File(tmp, "w", track_order=True) as f:
+            f.attrs["format"] = fmt
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["complete"] = False
+            for key, value in attrs.items():
+                set_attr(f, key, value)
+            yield f
+            f.attrs["complete"] = True
+            f.flush()
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def set_attr(obj: h5py.HLObject, key: str, value: Any) -> None:
+    """Store dicts as JSON strings and string lists as UTF-8 arrays, numbers as they are."""
+    if value is None:
+        value = "null"
+    elif isinstance(value, dict):
+        value = json.dumps(value, sort_keys=True)
+    elif isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+        value = np.array(value, dtype=STR)
+    elif isinstance(value, (list, tuple)):
+        value = np.asarray(value)
+    obj.attrs[key] = value
+
+
+def open_checked(path: str | Path, fmt: str, settings_hash: str | None = None) -> h5py.File:
+    """Open a scalex file for reading after checking kind, completeness and settings."""
+    path = Path(path)
+    if not path.is_file():
+        raise StoreError(f"{path}: file does not exist")
+    try:
+        f = h5py.File(path, "r", locking="best-effort")
+    except OSError as err:
+        raise StoreError(f"{path}: not a readable HDF5 file ({err})") from err
+    problem = None
+    if f.attrs.get("format") != fmt:
+        problem = f"is a {f.attrs.get('format')!r} file, expected {fmt!r}"
+    elif not bool(f.attrs.get("complete", False)):
+        problem = "is incomplete (its writer did not finish)"
+    elif int(f.attrs.get("format_version", -1)) != FORMAT_VERSION:
+        problem = f"has format version {f.attrs.get('format_version')}, expected {FORMAT_VERSION}"
+    elif settings_hash is not None and f.attrs.get("settings_hash") != settings_hash:
+        problem = (
+            f"comes from settings {f.attrs.get('settings_hash')!r}, expected {settings_hash!r} "
+            "(another model or extraction settings)"
+        )
+    if problem:
+        f.close()
+        raise StoreError(f"{path}: {problem}")
+    return f
+
+
+def write_strings(group: h5py.Group, name: str, values: Sequence[str]) -> None:
+    group.create_dataset(name, data=np.array(list(values), dtype=STR))
+
+
+def read_strings(dataset: h5py.Dataset) -> list[str]:
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in dataset[()]]
+
+
+def attr_json(obj: h5py.HLObject, key: str) -> Any:
+    return json.loads(obj.attrs[key])
+
+
+# -- activation shards -----------------------------------------------------------------------
+ACTIVATIONS = "scalex.activations"
+
+
+def write_concept_activations(
+    f: h5py.File,
+    concept_id: str,
+    meta: dict[str, Any],
+    prompts: Sequence[str],
+    template_index: Sequence[int],
+    arrays: dict[str, dict[str, np.ndarray]],
+    compression: str | None = None,
+) -> None:
+    """One concept's group: prompts, template index and ``<tap>/<kind>`` float16 arrays.
+
+    ``arrays[tap][kind]`` has shape (P, S, T, C) for ``pooled`` and (P, S, T, C, h, w) for
+    ``full``; chunks hold one prompt (pooled) or one prompt-seed (full).
+    """
+    group = f.create_group(f"concepts/{concept_id}")
+    for key, value in meta.items():
+        set_attr(group, key, value)
+    write_strings(group, "prompts", prompts)
+    group.create_dataset("template_index", data=np.asarray(template_index, dtype=np.int16))
+    for tap, kinds in arrays.items():
+        for kind, arr in kinds.items():
+            chunks = (1, *arr.shape[1:]) if kind == "pooled" else (1, 1, *arr.shape[2:])
+            group.create_dataset(
+                f"{tap}/{kind}",
+                data=arr.astype(np.float16),
+                chunks=chunks,
+                compression=None if compression in (None, "none") else compression,
+            )
+
+
+def read_activations(f: h5py.File, concept_id: str, tap: str, kind: str) -> np.ndarray:
+    """float32 activations of one concept: (P, S, T, C) or (P, S, T, C, h, w)."""
+    key = f"concepts/{concept_id}/{tap}/{kind}"
+    if key not in f:
+        raise StoreError(f"{f.filename}: no {kind!r} activations of {concept_id!r} at tap {tap!r}")
+    return f[key][()].astype(np.float32)
+
+
+def shard_concepts(f: h5py.File) -> list[str]:
+    return list(f["concepts"].keys()) if "concepts" in f else []
