@@ -16,6 +16,7 @@ include: "rules/prompts.smk"
 include: "rules/extract.smk"
 include: "rules/directions.smk"
 include: "rules/similarity.smk"
+include: "rules/analysis.smk"
 include: "rules/reference.smk"
 
 

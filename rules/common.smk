@@ -4,7 +4,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
-from scalex.concepts import BASELINE_ID, baseline_concept, buckets, load_concepts
+from scalex.concepts import (
+    BASELINE_ID,
+    baseline_concept,
+    bucket_of,
+    buckets,
+    check_analysis_references,
+    fill,
+    load_concepts,
+)
 from scalex.jobs import prompt_record
 from scalex.config import (
     canonical_json,
@@ -22,11 +30,16 @@ HASH = settings_hash(config)
 SETTINGS = extraction_settings(config)
 SEEDS = seeds(config)
 CONCEPTS = load_concepts(config, base=workflow.basedir)
+check_analysis_references(config, CONCEPTS, base=workflow.basedir)
 CONCEPTS[BASELINE_ID] = baseline_concept(config)
 BUCKETS = buckets(
     [c for c in CONCEPTS if c != BASELINE_ID], config["extraction"]["buckets"]
 )
 BUCKETS[BASELINE_ID] = [BASELINE_ID]
+ANALYSIS = config["analysis"]
+BOOTSTRAP = canonical_json(
+    {key: ANALYSIS[key] for key in ("bootstrap", "confidence", "seed")}
+)
 RUNTIME = {
     key: config[section][key]
     for section, keys in (
@@ -55,11 +68,89 @@ def concept_buckets():
     return [b for b in BUCKETS if b != BASELINE_ID]
 
 
+def shard_of(cid):
+    """The activation shard that holds a concept."""
+    bucket = (
+        BASELINE_ID
+        if cid == BASELINE_ID
+        else bucket_of(cid, config["extraction"]["buckets"])
+    )
+    return f"{TREE}/activations/{bucket}.h5"
+
+
+def concepts_in_sets(sets):
+    return sorted(c for c, v in CONCEPTS.items() if v.set in sets)
+
+
+def defaults_concepts(name):
+    spec = ANALYSIS["defaults"][name]
+    return concepts_in_sets(spec["targets"]) + list(spec["pair"])
+
+
+def descriptor_concepts():
+    """Target concepts and their derived "<descriptor> <concept>" concepts."""
+    derived = [c for c, v in CONCEPTS.items() if v.derived]
+    return sorted({CONCEPTS[c].derived["concept"] for c in derived} | set(derived))
+
+
+def descriptor_targets():
+    return sorted({v.derived["concept"] for v in CONCEPTS.values() if v.derived})
+
+
+def shards_for(concept_ids):
+    return sorted({shard_of(c) for c in concept_ids})
+
+
+def vocabulary_terms(name):
+    from scalex.analyze import read_vocabulary
+
+    return read_vocabulary(
+        Path(workflow.basedir) / ANALYSIS["discovery"]["vocabularies"][name]["file"]
+    )
+
+
+VOCAB_CHUNKS = {
+    name: [
+        f"c{i:04d}"
+        for i in range(0, -(-len(vocabulary_terms(name)) // spec["chunk_size"]))
+    ]
+    for name, spec in ANALYSIS["discovery"]["vocabularies"].items()
+}
+
+
+def vocabulary_spec(wildcards):
+    """A vocabulary chunk's prompts and seeds: editing a line reruns only its chunk."""
+    spec = ANALYSIS["discovery"]["vocabularies"][wildcards.vocab]
+    size = spec["chunk_size"]
+    start = int(wildcards.chunk[1:]) * size
+    terms = vocabulary_terms(wildcards.vocab)[start : start + size]
+    record = {
+        "id": "vocabulary",
+        "set": f"vocabulary:{wildcards.vocab}",
+        "prompts": [fill(spec["template"], t) for t in terms],
+        "template_index": [0] * len(terms),
+        "terms": terms,
+        "seeds": SEEDS[: spec["seeds"]],
+    }
+    return canonical_json(record)
+
+
 def all_outputs():
-    return [
+    outputs = [
         f"{TREE}/similarity/similarity.tsv",
         f"{TREE}/clusters/clusters.tsv",
+        f"{TREE}/analysis/clusters/dendrogram.png",
     ]
+    outputs += [
+        f"{TREE}/analysis/defaults/{name}/bias.tsv" for name in ANALYSIS["defaults"]
+    ]
+    if ANALYSIS["descriptors"]["enabled"] and descriptor_concepts():
+        outputs.append(f"{TREE}/analysis/descriptors/descriptors.tsv")
+    outputs += [
+        f"{TREE}/analysis/discovery/{name}/discovery.tsv"
+        for name in ANALYSIS["discovery"]["vocabularies"]
+    ]
+    return outputs
 
 
 def write_prompts_logged(spec, out, log_path):

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from scalex.config import ConfigError, canonical_json
+from scalex.config import ConfigError, canonical_json, seeds
 
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
 BASELINE_ID = "baseline"
@@ -83,21 +83,34 @@ def read_sheet(path: str | Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise ConfigError(f"concept sheet {path} does not exist")
     if path.suffix in {".yaml", ".yml"}:
-        data = yaml.safe_load(path.read_text()) or []
+        try:
+            node = yaml.compose(path.read_text())
+            data = yaml.safe_load(path.read_text()) or []
+        except yaml.YAMLError as err:
+            raise ConfigError(f"concept sheet {path} is not valid YAML: {err}") from err
         if isinstance(data, dict):
             data = data.get("concepts", [])
+            node = next((v for k, v in node.value if k.value == "concepts"), None)
         if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
             raise ConfigError(f"concept sheet {path}: expected a list of mappings")
         rows = data
+        # the line each list entry starts on (1-based), for messages naming file:line
+        line_numbers = [item.start_mark.line + 1 for item in node.value] if data else []
     elif path.suffix in {".tsv", ".txt"}:
         with path.open(newline="") as handle:
-            lines = [ln for ln in handle if ln.strip() and not ln.lstrip().startswith("#")]
-        rows = list(csv.DictReader(lines, delimiter="\t"))
+            numbered = [
+                (n, ln)
+                for n, ln in enumerate(handle, start=1)
+                if ln.strip() and not ln.lstrip().startswith("#")
+            ]
+        rows = list(csv.DictReader([ln for _, ln in numbered], delimiter="\t"))
         if rows and not {"id", "set"} <= set(rows[0]):
             raise ConfigError(f"concept sheet {path}: needs the columns id, set and terms")
+        # comment and blank lines are skipped, so count the file's own lines (header first)
+        line_numbers = [n for n, _ in numbered[1:]]
     else:
         raise ConfigError(f"concept sheet {path}: use a .tsv or .yaml file")
-    return [dict(row, _source=f"{path}:{i + 2}") for i, row in enumerate(rows)]
+    return [dict(row, _source=f"{path}:{n}") for row, n in zip(rows, line_numbers, strict=True)]
 
 
 def concept_from_row(row: dict[str, Any], templates: dict[str, list[str]]) -> Concept:
@@ -214,3 +227,41 @@ def buckets(concepts: Iterable[str], n_buckets: int) -> dict[str, list[str]]:
     for cid in concepts:
         out.setdefault(bucket_of(cid, n_buckets), []).append(cid)
     return {b: sorted(ids) for b, ids in sorted(out.items())}
+
+
+def check_analysis_references(
+    cfg: dict[str, Any], concepts: dict[str, Concept], base: str | Path = "."
+) -> None:
+    """Every concept, set and file that the analysis section names must exist."""
+    sets = {c.set for c in concepts.values()}
+    analysis = cfg["analysis"]
+    for name, spec in analysis["defaults"].items():
+        key = f"analysis.defaults.{name}"
+        for s in spec["targets"]:
+            if s not in sets:
+                raise ConfigError(f"{key}.targets: no concept has the set {s!r}")
+        for cid in spec["pair"]:
+            if cid not in concepts:
+                raise ConfigError(f"{key}.pair: unknown concept {cid!r}")
+        ref = spec.get("reference")
+        if ref and not (Path(base) / ref["file"]).is_file():
+            raise ConfigError(f"{key}.reference.file {ref['file']} does not exist")
+    discovery = analysis["discovery"]
+    n_seeds = len(seeds(cfg))
+    for name, vocab in discovery["vocabularies"].items():
+        if not (Path(base) / vocab["file"]).is_file():
+            raise ConfigError(f"analysis.discovery.vocabularies.{name}.file does not exist")
+        if vocab["seeds"] > n_seeds:
+            raise ConfigError(
+                f"analysis.discovery.vocabularies.{name}.seeds ({vocab['seeds']}) exceeds the "
+                f"{n_seeds} seeds of sampling.seeds"
+            )
+        if "{term}" not in vocab["template"]:
+            raise ConfigError(f"analysis.discovery.vocabularies.{name}.template lacks {{term}}")
+    for name, query in discovery["queries"].items():
+        for cid in query["positive"] + query.get("negative", []):
+            if cid not in concepts:
+                raise ConfigError(f"analysis.discovery.queries.{name}: unknown concept {cid!r}")
+    if discovery["vocabularies"] and not discovery["queries"]:
+        raise ConfigError("analysis.discovery has vocabularies but no queries")
+

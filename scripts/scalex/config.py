@@ -48,14 +48,10 @@ def validate_config(cfg: dict[str, Any], base: str | Path = ".") -> dict[str, An
     ``base`` is the folder that relative sheet paths are resolved against (the workflow root).
     Returns a new dict; the input is not modified.
     """
-    from snakemake.exceptions import WorkflowError
-    from snakemake.utils import validate
-
     cfg = copy.deepcopy(cfg)
-    try:
-        validate(cfg, str(SCHEMA_PATH), set_default=True)
-    except WorkflowError as err:
-        raise ConfigError(_schema_message(err)) from None
+    error = _schema_error(cfg)
+    if error is not None:
+        raise ConfigError(error)
     ext, direc, clus = cfg["extraction"], cfg["directions"], cfg["clustering"]
     if direc["tap"] not in ext["taps"]:
         raise ConfigError(
@@ -84,15 +80,38 @@ def validate_config(cfg: dict[str, Any], base: str | Path = ".") -> dict[str, An
     return cfg
 
 
-def _schema_message(err: Exception) -> str:
-    """Shorten snakemake's validation error to the failing key and reason."""
-    text = str(err)
-    cause = err.__cause__ or (err.args[1] if len(getattr(err, "args", ())) > 1 else None)
-    if cause is not None and hasattr(cause, "absolute_path"):
-        key = ".".join(str(p) for p in cause.absolute_path) or "<top level>"
-        return f"config key {key}: {cause.message}"
-    match = re.search(r"Failed validating.*?in schema(.*?)On instance(.*)", text, re.S)
-    return f"invalid config: {match.group(0) if match else text}"
+def _default_filling_validator():
+    """A JSON-schema validator that fills ``default`` values into mappings as it validates.
+
+    (``snakemake.utils.validate`` cannot be used: it calls ``setdefault`` on any instance inside
+    a ``oneOf`` branch, so ``sampling.seeds: [0, 1]`` crashed with an AttributeError, and its
+    ``WorkflowError`` drops the failing key and reason.)
+    """
+    from jsonschema import Draft202012Validator, validators
+
+    validate_properties = Draft202012Validator.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for prop, subschema in properties.items():
+                if isinstance(subschema, dict) and "default" in subschema:
+                    instance.setdefault(prop, copy.deepcopy(subschema["default"]))
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return validators.extend(Draft202012Validator, {"properties": set_defaults})
+
+
+def _schema_error(cfg: dict[str, Any]) -> str | None:
+    """Fill defaults into ``cfg``; return one message naming the failing key, or None."""
+    from jsonschema.exceptions import best_match
+
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    validator = _default_filling_validator()(schema)
+    err = best_match(validator.iter_errors(cfg))
+    if err is None:
+        return None
+    key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
+    return f"config key {key}: {err.message}"
 
 
 def seeds(cfg: dict[str, Any]) -> list[int]:

@@ -210,6 +210,7 @@ def extract_shard(
                 rec["template_index"],
                 arrays,
                 compression=runtime.get("compression"),
+                terms=rec.get("terms"),
             )
             start += n
     return {

@@ -113,6 +113,7 @@ def write_concept_activations(
     template_index: Sequence[int],
     arrays: dict[str, dict[str, np.ndarray]],
     compression: str | None = None,
+    terms: Sequence[str] | None = None,
 ) -> None:
     """One concept's group: prompts, template index and ``<tap>/<kind>`` float16 arrays.
 
@@ -124,6 +125,8 @@ def write_concept_activations(
         set_attr(group, key, value)
     write_strings(group, "prompts", prompts)
     group.create_dataset("template_index", data=np.asarray(template_index, dtype=np.int16))
+    if terms is not None:
+        write_strings(group, "terms", terms)
     for tap, kinds in arrays.items():
         for kind, arr in kinds.items():
             chunks = (1, *arr.shape[1:]) if kind == "pooled" else (1, 1, *arr.shape[2:])

@@ -1,0 +1,137 @@
+"""Descriptors analysis: which identity descriptor a plain concept already implies.
+
+For a concept c ("nurse") and an axis of descriptor values V (age: young, old), each described
+concept "v c" ("old-nurse") has its own direction. ``alignment(v) = cos(d_c, d_{v c})``: the value
+whose described concept lies closest to the plain one is the model's default for that axis. The
+ranking comes with bootstrap CIs (seeds shared by all concepts, templates within each) and with
+the margin by which each value leads (or trails) the best other value, so a user can tell a clear
+default from a tie.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from scalex.analysis.stats import (
+    DEFAULT_MAX_BYTES,
+    PairedBootstrap,
+    Steps,
+    _check_compatible,
+    as_concepts,
+    bootstrap_dots,
+    cosine_from_dots,
+    percentile_ci,
+)
+
+DESCRIPTOR_COLUMNS = [
+    "concept",
+    "axis",
+    "descriptor",
+    "alignment",
+    "ci_low",
+    "ci_high",
+    "rank",
+    "margin",
+    "margin_ci_low",
+    "margin_ci_high",
+    "p_top1",
+]
+
+#: How the pipeline names a described concept, e.g. "old-nurse".
+DEFAULT_NAME_FORMAT = "{descriptor}-{concept}"
+
+
+def descriptor_alignment(
+    diffs: Mapping[str, np.ndarray],
+    concepts: Sequence[str],
+    axes: Mapping[str, Sequence[str]],
+    templates: Mapping[str, np.ndarray] | None = None,
+    name_format: str = DEFAULT_NAME_FORMAT,
+    steps: Steps = None,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> pd.DataFrame:
+    """Rank each axis's descriptor values by alignment with each concept.
+
+    ``diffs`` maps names to ``(P, S, T, D)`` arrays and must hold every concept and every
+    described concept ``name_format.format(descriptor=v, concept=c)``. Directions pool the
+    chosen ``steps`` (default all). Columns:
+
+    - ``alignment``, ``ci_low``, ``ci_high``: ``cos(d_c, d_{v c})`` and its percentile CI;
+    - ``rank``: 1 for the best-aligned value within (concept, axis);
+    - ``margin`` (+ CI): alignment minus the best *other* value's, recomputed per replicate;
+      positive only for the top value, and a CI above 0 means it is robustly the top;
+    - ``p_top1``: share of replicates in which the value ranks first.
+    """
+    data = as_concepts(diffs, templates)
+    layout: list[tuple[str, str, list[tuple[str, str]]]] = []
+    pairs = []
+    for c in dict.fromkeys(concepts):
+        for axis, values in axes.items():
+            values = list(dict.fromkeys(values))
+            if not values:
+                raise ValueError(f"descriptor axis {axis!r} has no values")
+            named = [(v, name_format.format(descriptor=v, concept=c)) for v in values]
+            missing = [n for n in [c, *(n for _, n in named)] if n not in data]
+            if missing:
+                raise KeyError(f"no diffs for {missing} (axis {axis!r}, concept {c!r})")
+            layout.append((c, axis, named))
+            pairs += [(c, n) for _, n in named]
+    if not pairs:
+        return pd.DataFrame(columns=DESCRIPTOR_COLUMNS)
+    involved = {n for pair in pairs for n in pair}
+    n_seeds, _, _ = _check_compatible({n: data[n] for n in involved})
+    boot = PairedBootstrap(n_seeds=n_seeds, n_boot=n_boot, seed=seed)
+    dots = bootstrap_dots(boot, data, pairs, steps=steps, max_bytes=max_bytes)
+
+    rows = []
+    for c, axis, named in layout:
+        # (n_boot + 1, V): pooled-step alignment of each value; row 0 is the full sample.
+        align = np.stack([cosine_from_dots(dots, c, n)[:, -1] for _, n in named], axis=1)
+        lo, hi = percentile_ci(align[1:], level)
+        filled = np.nan_to_num(align, nan=-np.inf)
+        order = np.lexsort((np.arange(len(named)), -filled[0]))
+        rank = np.empty(len(named), dtype=int)
+        rank[order] = np.arange(1, len(named) + 1)
+        margin = np.full_like(align, np.nan)
+        if len(named) > 1:
+            for j in range(len(named)):
+                others = np.delete(align, j, axis=1)
+                margin[:, j] = align[:, j] - np.max(others, axis=1)
+        m_lo, m_hi = percentile_ci(margin[1:], level)
+        winners = np.argmax(filled[1:], axis=1)
+        for j, (v, _) in enumerate(named):
+            rows.append(
+                {
+                    "concept": c,
+                    "axis": axis,
+                    "descriptor": v,
+                    "alignment": float(align[0, j]),
+                    "ci_low": float(lo[j]),
+                    "ci_high": float(hi[j]),
+                    "rank": int(rank[j]),
+                    "margin": float(margin[0, j]),
+                    "margin_ci_low": float(m_lo[j]),
+                    "margin_ci_high": float(m_hi[j]),
+                    "p_top1": float(np.mean(winners == j)),
+                }
+            )
+    df = pd.DataFrame(rows, columns=DESCRIPTOR_COLUMNS)
+    # Keep the caller's concept and axis order; rank within each block.
+    block = {(c, axis): i for i, (c, axis, _) in enumerate(layout)}
+    df["_b"] = [block[k] for k in zip(df["concept"], df["axis"], strict=True)]
+    df = df.sort_values(["_b", "rank"], kind="stable").drop(columns="_b").reset_index(drop=True)
+    df.attrs.update({"level": level, "n_boot": n_boot, "seed": seed, "name_format": name_format})
+    return df
+
+
+def top_descriptors(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per (concept, axis): the top value, its margin, and ``clear`` (margin CI above 0)."""
+    top = table[table["rank"] == 1].copy()
+    top["clear"] = top["margin_ci_low"] > 0
+    return top.reset_index(drop=True)

@@ -1,0 +1,107 @@
+"""Descriptor ranking on synthetic concepts whose default descriptor is planted."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scalex.analysis.descriptors import DESCRIPTOR_COLUMNS, descriptor_alignment, top_descriptors
+
+D, S, T, P = 40, 12, 2, 4
+AXES = {"age": ["young", "old"], "mood": ["happy", "sad", "calm"]}
+# How much of each descriptor the plain concept already carries: the planted default.
+PLANTED = {
+    "nurse": {"young": 0.8, "old": 0.1, "happy": 0.1, "sad": 0.7, "calm": 0.2},
+    "judge": {"young": 0.0, "old": 0.9, "happy": 0.5, "sad": 0.0, "calm": 0.5},  # mood: a tie
+}
+
+
+def _world(seed: int = 0) -> dict[str, np.ndarray]:
+    """plain c = u_c + sum_v m_v u_v;  described "v-c" = u_c + u_v (orthonormal u's) + noise."""
+    rng = np.random.default_rng(seed)
+    values = [v for vs in AXES.values() for v in vs]
+    basis, _ = np.linalg.qr(rng.standard_normal((D, len(values) + len(PLANTED))))
+    u = dict(zip(values + list(PLANTED), basis.T, strict=True))
+
+    def concept(mean: np.ndarray) -> np.ndarray:
+        noise = 0.04 * rng.standard_normal((P, S, T, D))
+        return (mean[None, None, None] + noise).astype(np.float32)
+
+    diffs = {}
+    for c, mix in PLANTED.items():
+        diffs[c] = concept(u[c] + sum(m * u[v] for v, m in mix.items()))
+        for v in values:
+            diffs[f"{v}-{c}"] = concept(u[c] + u[v])
+    return diffs
+
+
+def _truth(c: str, v: str) -> float:
+    mix = PLANTED[c]
+    return (1 + mix[v]) / (np.sqrt(1 + sum(m * m for m in mix.values())) * np.sqrt(2))
+
+
+@pytest.fixture(scope="module")
+def table() -> pd.DataFrame:
+    return descriptor_alignment(_world(), list(PLANTED), AXES, n_boot=300, seed=2)
+
+
+def test_columns_and_order(table):
+    assert list(table.columns) == DESCRIPTOR_COLUMNS
+    assert len(table) == 2 * (2 + 3)
+    blocks = list(dict.fromkeys(zip(table["concept"], table["axis"], strict=True)))
+    assert blocks == [("nurse", "age"), ("nurse", "mood"), ("judge", "age"), ("judge", "mood")]
+    for _, grp in table.groupby(["concept", "axis"]):
+        assert list(grp["rank"]) == list(range(1, len(grp) + 1))
+        assert grp["alignment"].is_monotonic_decreasing
+
+
+def test_planted_default_recovered(table):
+    top = top_descriptors(table).set_index(["concept", "axis"])
+    assert top.loc[("nurse", "age"), "descriptor"] == "young"
+    assert top.loc[("nurse", "mood"), "descriptor"] == "sad"
+    assert top.loc[("judge", "age"), "descriptor"] == "old"
+    for key in [("nurse", "age"), ("nurse", "mood"), ("judge", "age")]:
+        assert top.loc[key, "clear"]
+        assert top.loc[key, "p_top1"] > 0.95
+    # judge's mood is a planted tie between happy and calm: no clear winner
+    assert not top.loc[("judge", "mood"), "clear"]
+    judge_mood = table[(table["concept"] == "judge") & (table["axis"] == "mood")]
+    assert set(judge_mood[judge_mood["rank"] <= 2]["descriptor"]) == {"happy", "calm"}
+
+
+def test_alignment_values_margins_and_cis(table):
+    for row in table.itertuples():
+        truth = _truth(row.concept, row.descriptor)
+        assert row.alignment == pytest.approx(truth, abs=0.02)
+        assert row.ci_low <= row.alignment <= row.ci_high
+    nurse_age = table[(table["concept"] == "nurse") & (table["axis"] == "age")].set_index(
+        "descriptor"
+    )
+    gap = nurse_age.loc["young", "alignment"] - nurse_age.loc["old", "alignment"]
+    assert nurse_age.loc["young", "margin"] == pytest.approx(gap)
+    assert nurse_age.loc["old", "margin"] == pytest.approx(-gap)
+    assert nurse_age.loc["young", "margin_ci_low"] > 0 > nurse_age.loc["old", "margin_ci_high"]
+    assert nurse_age["p_top1"].sum() == pytest.approx(1.0)
+
+
+def test_name_format_steps_and_errors():
+    diffs = _world(seed=1)
+    renamed = {k.replace("-", " "): v for k, v in diffs.items()}
+    a = descriptor_alignment(diffs, ["nurse"], {"age": AXES["age"]}, n_boot=20, steps=[1])
+    b = descriptor_alignment(
+        renamed,
+        ["nurse"],
+        {"age": AXES["age"]},
+        name_format="{descriptor} {concept}",
+        n_boot=20,
+        steps=[1],
+    )
+    # Same point estimates; the CIs differ because template draws are keyed by concept name.
+    cols = ["concept", "descriptor", "alignment", "rank"]
+    pd.testing.assert_frame_equal(a[cols], b[cols])
+    with pytest.raises(KeyError, match="old-judge"):
+        descriptor_alignment(
+            {k: v for k, v in diffs.items() if k != "old-judge"}, ["judge"], {"age": AXES["age"]}
+        )
+    single = descriptor_alignment(diffs, ["nurse"], {"age": ["young"]}, n_boot=20)
+    assert single["rank"].tolist() == [1] and np.isnan(single["margin"].iloc[0])
