@@ -8,7 +8,11 @@ from snakemake.utils import min_version
 min_version("9.11")
 
 
-configfile: "config/config.yaml"
+# A --configfile on the command line replaces the default instead of merging into it, so a
+# ready-made model config (config/models/) never inherits the reference world's concepts.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "rules/common.smk"

@@ -16,6 +16,7 @@ from scalex.concepts import (
 from scalex.jobs import prompt_record
 from scalex.config import (
     canonical_json,
+    check_model_source,
     extraction_settings,
     results_tree,
     seeds,
@@ -24,6 +25,7 @@ from scalex.config import (
 )
 
 config.update(validate_config(config, base=workflow.basedir))
+check_model_source(config["model"]["id"])
 
 TREE = results_tree(config)
 HASH = settings_hash(config)

