@@ -21,7 +21,9 @@ include: "rules/extract.smk"
 include: "rules/directions.smk"
 include: "rules/similarity.smk"
 include: "rules/analysis.smk"
+include: "rules/conditioning.smk"
 include: "rules/reference.smk"
+include: "rules/validation.smk"
 
 
 rule all:

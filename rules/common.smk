@@ -39,6 +39,7 @@ BUCKETS = buckets(
 )
 BUCKETS[BASELINE_ID] = [BASELINE_ID]
 ANALYSIS = config["analysis"]
+IS_REFERENCE_MODEL = (Path(config["model"]["id"]) / "scalex_reference.json").is_file()
 BOOTSTRAP = canonical_json(
     {key: ANALYSIS[key] for key in ("bootstrap", "confidence", "seed")}
 )
@@ -152,14 +153,53 @@ def all_outputs():
         f"{TREE}/analysis/discovery/{name}/discovery.tsv"
         for name in ANALYSIS["discovery"]["vocabularies"]
     ]
+    outputs += conditioning_outputs()
+    if IS_REFERENCE_MODEL and "gender" in ANALYSIS["defaults"]:
+        outputs.append(f"{config['results']}/validation/summary.tsv")
     return outputs
 
 
-def write_prompts_logged(spec, out, log_path):
-    import json
+#: Writes a prompt file from its canonical JSON spec (see rules/prompts.smk for why shell).
+PROMPTS_SHELL = "printf '%s\\n' {params.spec:q} > {output} && wc -c {output} > {log}"
 
-    from scalex.jobs import write_prompts
 
-    record = json.loads(spec)
-    write_prompts(record, out)
-    Path(log_path).write_text(f"{record['id']}: {len(record['prompts'])} prompts\n")
+# -- image conditioning (rules/conditioning.smk) ------------------------------------------
+def directions_for(concept_ids):
+    """The direction files (one per hash bucket) that hold the concepts."""
+    return sorted(
+        {
+            f"{TREE}/directions/{bucket_of(c, config['extraction']['buckets'])}.h5"
+            for c in concept_ids
+        }
+    )
+
+
+def conditioning_concepts(section, name):
+    spec = ANALYSIS[section][name]
+    return list(spec["positive"]) + list(spec.get("negative", []))
+
+
+def projection_images(name):
+    """The PNG files of a projection's image folder (adding or editing one reruns it)."""
+    folder = Path(workflow.basedir) / ANALYSIS["projection"][name]["images"]
+    return sorted(str(p) for p in folder.glob("*.png"))
+
+
+def conditioning_outputs():
+    outputs = [
+        f"{TREE}/analysis/steering/{name}/grid.png" for name in ANALYSIS["steering"]
+    ]
+    outputs += [
+        f"{TREE}/analysis/projection/{name}/auc.tsv" for name in ANALYSIS["projection"]
+    ]
+    return outputs
+
+
+def check_conditioning():
+    """Concepts, steps and files named by analysis.steering/projection must exist."""
+    from scalex.concepts import check_conditioning_config
+
+    check_conditioning_config(config, CONCEPTS, base=workflow.basedir)
+
+
+check_conditioning()

@@ -1,17 +1,17 @@
 rule prompts:
     """One deterministic file per concept: its prompts, template index and seeds.
 
-    Runs in the Snakemake process (`run:`): ten thousand concepts must not start ten thousand
-    Python interpreters for a few bytes each.
+    A shell one-liner on purpose: a `run:` job would start a whole Snakemake process and a
+    `script:` job a Python interpreter, per concept, for a few bytes each.
     """
     output:
         f"{TREE}/prompts/{{concept}}.json",
+    params:
+        spec=concept_spec,
     log:
         f"{TREE}/logs/prompts/{{concept}}.log",
     benchmark:
         f"{TREE}/benchmarks/prompts/{{concept}}.tsv"
     localrule: True
-    params:
-        spec=concept_spec,
-    run:
-        write_prompts_logged(params.spec, output[0], log[0])
+    shell:
+        PROMPTS_SHELL

@@ -265,3 +265,30 @@ def check_analysis_references(
     if discovery["vocabularies"] and not discovery["queries"]:
         raise ConfigError("analysis.discovery has vocabularies but no queries")
 
+
+def check_conditioning_config(
+    cfg: dict[str, Any], concepts: dict[str, Concept], base: str | Path = "."
+) -> None:
+    """Concepts, steps and files named by ``analysis.steering`` / ``analysis.projection`` exist.
+
+    The baseline has no direction of its own, so it cannot be named.
+    """
+    steps = int(cfg["sampling"]["steps"])
+    analysis = cfg["analysis"]
+    for section in ("steering", "projection"):
+        for name, spec in analysis.get(section, {}).items():
+            key = f"analysis.{section}.{name}"
+            for cid in [*spec["positive"], *spec.get("negative", [])]:
+                if cid not in concepts or cid == "baseline":
+                    raise ConfigError(f"{key}: unknown concept {cid!r}")
+            if set(spec["positive"]) & set(spec.get("negative", [])):
+                raise ConfigError(f"{key}: a concept is both positive and negative")
+            chosen = spec.get("steps") if section == "steering" else spec.get("step_indices")
+            for s in chosen or []:
+                if s >= steps:
+                    raise ConfigError(f"{key}: step {s} is beyond sampling.steps ({steps})")
+            if section == "projection":
+                if not (Path(base) / spec["images"]).is_dir():
+                    raise ConfigError(f"{key}.images: folder {spec['images']} does not exist")
+                if not (Path(base) / spec["labels"]).is_file():
+                    raise ConfigError(f"{key}.labels: file {spec['labels']} does not exist")

@@ -214,9 +214,15 @@ class HSpaceExtractor:
         gen_device = "cpu" if self.settings.noise_device == "cpu" else self.device
         return [torch.Generator(gen_device).manual_seed(int(s)) for s in seeds]
 
-    def initial_noise(self, generators: Sequence[torch.Generator]) -> torch.Tensor:
-        """One ``randn_tensor`` draw per sample, the stock pipeline's ``prepare_latents``."""
+    def initial_noise(self, generators: Sequence[torch.Generator], scheduler=None) -> torch.Tensor:
+        """One ``randn_tensor`` draw per sample, the stock pipeline's ``prepare_latents``.
+
+        ``scheduler`` must be the one whose timesteps were set for this run: its
+        ``init_noise_sigma`` depends on them (Euler-type schedulers with "leading" spacing).
+        """
         from diffusers.utils.torch_utils import randn_tensor
+
+        scheduler = scheduler if scheduler is not None else self.pipe.scheduler
 
         shape = (
             1,
@@ -228,7 +234,7 @@ class HSpaceExtractor:
             randn_tensor(shape, generator=g, device=self.device, dtype=self.dtype)
             for g in generators
         ]
-        return torch.cat(noise) * self.pipe.scheduler.init_noise_sigma
+        return torch.cat(noise) * scheduler.init_noise_sigma
 
     # -- the loop ------------------------------------------------------------------------------
     def _timesteps(self, scheduler) -> torch.Tensor:
@@ -246,7 +252,7 @@ class HSpaceExtractor:
         n = len(prompts)
         generators = self._generators(seeds)
         embeds, added = self._conditioning(prompts)
-        latents = self.initial_noise(generators)
+        latents = self.initial_noise(generators, scheduler)
         timestep_cond = None
         if self.guidance_embedding:
             w = torch.tensor(settings.guidance_scale - 1.0).repeat(n)

@@ -139,7 +139,9 @@ def extract_shard(
     model loading once. Returns timings (seconds) for the overhead measurement.
     """
     from scalex.extract import HSpaceExtractor, check_finite
+    from scalex.rulekit import configure_torch
 
+    configure_torch()  # the rule's threads (no-op when not called from a rule)
     runtime = runtime or {}
     records = [read_prompts(p) for p in prompt_files]
     seeds = records[0]["seeds"]

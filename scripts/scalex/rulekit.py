@@ -7,6 +7,7 @@ so ``snakemake`` shows the cause without a page of traceback.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -16,6 +17,9 @@ from scalex.errors import ScalexError
 
 #: Errors whose message already says what is wrong and where.
 EXPECTED = (ScalexError, KeyError, ValueError)
+
+#: Threads of the running rule, set by :func:`run_rule` (None outside a rule).
+_TORCH_THREADS: int | None = None
 
 
 def run_rule(smk: Any, work: Callable[[], Any]) -> Any:
@@ -29,10 +33,15 @@ def run_rule(smk: Any, work: Callable[[], Any]) -> Any:
         log.addHandler(handler)
     _quiet_libraries()
     if getattr(smk, "threads", None):
-        import torch
-
-        torch.set_num_threads(int(smk.threads))
-        torch.set_flush_denormal(True)
+        # Importing torch here would cost every light rule (directions, similarity, ...) seconds;
+        # the thread count reaches torch through the environment when the work imports it, and
+        # configure_torch() applies the rest once it is loaded.
+        global _TORCH_THREADS
+        _TORCH_THREADS = int(smk.threads)
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(_TORCH_THREADS)
+        if "torch" in sys.modules:
+            configure_torch()
     start = time.perf_counter()
     try:
         result = work()
@@ -43,18 +52,42 @@ def run_rule(smk: Any, work: Callable[[], Any]) -> Any:
     return result
 
 
+def configure_torch() -> None:
+    """In a rule job: apply its thread count (and flush denormals) to torch and silence
+    diffusers. A no-op outside a rule (notebooks, tests)."""
+    if _TORCH_THREADS is None:
+        return
+    import torch
+
+    torch.set_num_threads(_TORCH_THREADS)
+    torch.set_flush_denormal(True)
+    quiet_diffusers()
+
+
 def _quiet_libraries() -> None:
-    """Silence library progress bars and advisory warnings that drown the job's own output."""
+    """Silence library progress bars and advisory warnings that drown the job's own output.
+
+    Through environment variables, so that rules that never load a model do not pay for
+    importing diffusers and transformers; libraries already imported are set directly.
+    """
     import warnings
 
     warnings.filterwarnings("ignore", category=FutureWarning)
-    try:
-        import diffusers
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "diffusers" in sys.modules:
+        quiet_diffusers()
+    if "transformers" in sys.modules:
         import transformers
 
-        diffusers.utils.logging.set_verbosity_error()
-        diffusers.utils.logging.disable_progress_bar()
         transformers.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
-    except ImportError:  # pragma: no cover
-        pass
+
+
+def quiet_diffusers() -> None:
+    """diffusers' own progress bars ignore the environment: turn them off in a rule job."""
+    import diffusers
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()

@@ -1,0 +1,71 @@
+# Image conditioning: steer sampling along concept directions, project real images on them.
+
+
+rule steering:
+    """Sample a prompt while adding alpha * d to H-space; grid of alphas x seeds."""
+    input:
+        directions=lambda w: directions_for(conditioning_concepts("steering", w.name)),
+    output:
+        grid=report(
+            f"{TREE}/analysis/steering/{{name}}/grid.png",
+            caption="../resources/report/steering.rst",
+            category="Image conditioning",
+            subcategory="{name}",
+        ),
+        images=f"{TREE}/analysis/steering/{{name}}/images.npz",
+    log:
+        f"{TREE}/logs/steering/{{name}}.log",
+    benchmark:
+        f"{TREE}/benchmarks/steering/{{name}}.tsv"
+    conda:
+        "../envs/gpu.yaml"
+    threads: 8
+    resources:
+        gpu=1,
+    params:
+        settings=canonical_json(SETTINGS),
+        settings_hash=HASH,
+        runtime=canonical_json(RUNTIME),
+        spec=lambda w: canonical_json(ANALYSIS["steering"][w.name]),
+        tap=config["directions"]["tap"],
+    script:
+        "../scripts/steer_images.py"
+
+
+rule projection:
+    """Project labelled images (VAE-encoded, noised) on a direction; AUC per step."""
+    input:
+        directions=lambda w: directions_for(conditioning_concepts("projection", w.name)),
+        images=lambda w: projection_images(w.name),
+        labels=lambda w: ANALYSIS["projection"][w.name]["labels"],
+    output:
+        scores=report(
+            f"{TREE}/analysis/projection/{{name}}/scores.tsv",
+            caption="../resources/report/projection.rst",
+            category="Image conditioning",
+            subcategory="{name}",
+        ),
+        auc=report(
+            f"{TREE}/analysis/projection/{{name}}/auc.tsv",
+            caption="../resources/report/projection.rst",
+            category="Image conditioning",
+            subcategory="{name}",
+        ),
+    log:
+        f"{TREE}/logs/projection/{{name}}.log",
+    benchmark:
+        f"{TREE}/benchmarks/projection/{{name}}.tsv"
+    conda:
+        "../envs/gpu.yaml"
+    threads: 8
+    resources:
+        gpu=1,
+    params:
+        settings=canonical_json(SETTINGS),
+        settings_hash=HASH,
+        runtime=canonical_json(RUNTIME),
+        spec=lambda w: canonical_json(ANALYSIS["projection"][w.name]),
+        images_dir=lambda w: ANALYSIS["projection"][w.name]["images"],
+        tap=config["directions"]["tap"],
+    script:
+        "../scripts/project_images.py"

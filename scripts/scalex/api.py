@@ -1,0 +1,119 @@
+"""Load a results tree into pandas (and xarray, when installed) for a notebook.
+
+    from scalex.api import Results
+    res = Results.from_config("config/config.yaml")   # or Results("results/<model>-<hash>")
+    res.bias("gender")            # ranked bias table with CIs
+    res.similarity()              # concept x concept cosine matrix
+    res.activations("nurse")      # (prompt, seed, step, channel) array of one concept
+
+Every read goes through the same checks as the workflow (format, completeness, one settings
+hash for the whole tree), so a notebook cannot silently mix results of different runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scalex.errors import StoreError
+from scalex.store import ACTIVATIONS, attr_json, open_checked, read_activations, read_strings
+
+
+class Results:
+    """One results tree: ``<results>/<model-slug>-<settings hash>``."""
+
+    def __init__(self, tree: str | Path):
+        self.tree = Path(tree)
+        if not self.tree.is_dir():
+            raise StoreError(f"{self.tree}: no such results tree")
+        self.settings_hash = self.tree.name.rsplit("-", 1)[-1]
+
+    @classmethod
+    def from_config(cls, configfile: str | Path = "config/config.yaml") -> Results:
+        """The tree that a config file's model and settings write to."""
+        from scalex.config import load_config, results_tree
+
+        path = Path(configfile)
+        root = path.resolve().parent.parent
+        return cls(root / results_tree(load_config(path)))
+
+    # -- tables ---------------------------------------------------------------------------------
+    def _tsv(self, *parts: str) -> pd.DataFrame:
+        path = self.tree.joinpath(*parts)
+        if not path.is_file():
+            raise StoreError(f"{path}: not produced yet (run the workflow target that makes it)")
+        return pd.read_csv(path, sep="\t")
+
+    def bias(self, name: str, step: str | int = "all") -> pd.DataFrame:
+        """Defaults analysis ``name``: score and CI per concept at one step ("all" = pooled)."""
+        table = self._tsv("analysis", "defaults", name, "bias.tsv")
+        return table[table["step"].astype(str) == str(step)].reset_index(drop=True)
+
+    def bias_profile(self, name: str) -> pd.DataFrame:
+        """Bias score per concept (rows) and denoising step (columns)."""
+        table = self._tsv("analysis", "defaults", name, "bias.tsv")
+        per_step = table[table["step"].astype(str) != "all"]
+        return per_step.pivot(index="concept", columns="step", values="score")
+
+    def descriptors(self) -> pd.DataFrame:
+        return self._tsv("analysis", "descriptors", "descriptors.tsv")
+
+    def discovery(self, vocabulary: str) -> pd.DataFrame:
+        return self._tsv("analysis", "discovery", vocabulary, "discovery.tsv")
+
+    def clusters(self) -> pd.DataFrame:
+        return self._tsv("clusters", "clusters.tsv")
+
+    def similarity(self, step: int | None = None) -> pd.DataFrame:
+        """Cosine similarity of concept directions, aggregated or at one kept step index."""
+        from scalex.jobs import read_similarity
+
+        sim = read_similarity(self.tree / "similarity" / "similarity.h5", self.settings_hash)
+        matrix = sim["aggregate"] if step is None else sim["per_step"][step]
+        return pd.DataFrame(matrix, index=sim["ids"], columns=sim["ids"])
+
+    def directions(self) -> pd.DataFrame:
+        """Aggregate unit directions, one row per concept, with set and split-half stability."""
+        from scalex.jobs import read_directions
+
+        files = sorted((self.tree / "directions").glob("b*.h5"))
+        d = read_directions(files, self.settings_hash)
+        frame = pd.DataFrame(d["aggregate"], index=d["ids"])
+        frame.insert(0, "split_half", d["split_half"])
+        frame.insert(0, "set", d["sets"])
+        return frame
+
+    # -- activations ----------------------------------------------------------------------------
+    def shards(self) -> list[Path]:
+        return sorted((self.tree / "activations").glob("*.h5"))
+
+    def settings(self) -> dict[str, Any]:
+        """The extraction settings recorded in the shards."""
+        with open_checked(self.shards()[0], ACTIVATIONS, self.settings_hash) as f:
+            return attr_json(f, "settings_json")
+
+    def activations(self, concept: str, tap: str = "mid_block", kind: str = "pooled") -> Any:
+        """A concept's activations as an ``xarray.DataArray`` (numpy array without xarray).
+
+        Dimensions: prompt, seed, step (scheduler timestep), channel (and y, x for full maps).
+        """
+        for shard in self.shards():
+            with open_checked(shard, ACTIVATIONS, self.settings_hash) as f:
+                if f"concepts/{concept}" not in f:
+                    continue
+                data = read_activations(f, concept, tap, kind)
+                coords = {
+                    "prompt": read_strings(f[f"concepts/{concept}/prompts"]),
+                    "seed": np.asarray(f.attrs["seeds"]),
+                    "step": np.asarray(f.attrs["timesteps"]),
+                }
+            try:
+                import xarray as xr
+            except ImportError:
+                return data
+            dims = ["prompt", "seed", "step", "channel", "y", "x"][: data.ndim]
+            return xr.DataArray(data, dims=dims, coords=coords, name=f"{concept}:{tap}")
+        raise StoreError(f"{self.tree}: no activation shard holds concept {concept!r}")
