@@ -6,12 +6,12 @@ rule prompts:
     """
     output:
         f"{TREE}/prompts/{{concept}}.json",
-    params:
-        spec=concept_spec,
     log:
         f"{TREE}/logs/prompts/{{concept}}.log",
     benchmark:
         f"{TREE}/benchmarks/prompts/{{concept}}.tsv"
     localrule: True
+    params:
+        spec=concept_spec,
     shell:
         PROMPTS_SHELL

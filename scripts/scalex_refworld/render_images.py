@@ -27,7 +27,8 @@ def render_labelled(out: str | Path, copies: int = 1, seed: int = 0) -> Path:
     for i, (a, img) in enumerate(zip(attrs, images, strict=True)):
         name = f"{i:04d}-{a.profession}-{a.gender}-{a.age}-{a.wealth}.png"
         Image.fromarray(np.asarray(img, dtype=np.uint8)).save(out / name, optimize=True)
-        rows.append(f"{name}\t{int(a.gender == 'woman')}\t{a.profession}\t{a.gender}\t{a.age}\t{a.wealth}")
+        fields = (name, int(a.gender == "woman"), a.profession, a.gender, a.age, a.wealth)
+        rows.append("\t".join(str(f) for f in fields))
     (out.parent / f"{out.name}-labels.tsv").write_text("\n".join(rows) + "\n")
     return out
 
