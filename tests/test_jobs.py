@@ -1,0 +1,203 @@
+"""The rule functions end to end on a tiny model, without Snakemake."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import workflow_config, write_sheet
+from scalex.concepts import baseline_concept, load_concepts
+from scalex.config import extraction_settings, seeds, settings_hash, validate_config
+from scalex.extract import HSpaceExtractor
+from scalex.jobs import (
+    compute_clusters,
+    compute_directions,
+    compute_similarity,
+    extract_shard,
+    load_model,
+    prompt_record,
+    read_directions,
+    read_prompts,
+    read_similarity,
+    sampling_settings,
+    write_prompts,
+)
+from scalex.store import ACTIVATIONS, StoreError, open_checked, read_activations, read_strings
+
+ROWS = [
+    ("doctor", "professions", "doctor"),
+    ("nurse", "professions", "nurse|caregiver"),
+    ("engineer", "professions", "engineer"),
+    ("woman", "genders", "woman"),
+]
+RUNTIME = {"device": "cpu", "batch_size": 4, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, tiny_models, tiny_pipes):
+    """Config, concepts and written prompt files for the tiny SD 1.x model."""
+    root = tmp_path_factory.mktemp("jobs")
+    sheet = write_sheet(root / "concepts.tsv", ROWS)
+    cfg = validate_config(
+        workflow_config(tiny_models["sd1"], sheet, sampling={"steps": 2, "guidance_scale": 2.0})
+    )
+    concepts = load_concepts(cfg)
+    concepts["baseline"] = baseline_concept(cfg)
+    files = {}
+    for cid, concept in concepts.items():
+        files[cid] = root / "prompts" / f"{cid}.json"
+        write_prompts(prompt_record(concept, seeds(cfg)), files[cid])
+    settings = extraction_settings(cfg)
+    h = settings_hash(cfg)
+    pipe_info = load_model(settings, RUNTIME)
+    shard = root / "activations" / "b0000.h5"
+    base = root / "activations" / "baseline.h5"
+    extract_shard(
+        [files[c] for c in ("doctor", "nurse", "engineer", "woman")],
+        shard,
+        settings,
+        h,
+        RUNTIME,
+        pipe_and_info=pipe_info,
+    )
+    extract_shard([files["baseline"]], base, settings, h, RUNTIME)  # loads the model itself
+    return {
+        "root": root,
+        "cfg": cfg,
+        "settings": settings,
+        "hash": h,
+        "files": files,
+        "shard": shard,
+        "baseline": base,
+        "pipe": pipe_info[0],
+        "concepts": concepts,
+    }
+
+
+def test_prompt_files_are_canonical(pipeline):
+    record = read_prompts(pipeline["files"]["nurse"])
+    assert record == {
+        "id": "nurse",
+        "set": "professions",
+        "prompts": ["a photo of a nurse", "a photo of a caregiver"],
+        "template_index": [0, 0],
+        "seeds": [0, 1],
+    }
+    text = pipeline["files"]["nurse"].read_text()
+    assert text == json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n"
+
+
+def test_shard_contents(pipeline):
+    with open_checked(pipeline["shard"], ACTIVATIONS, pipeline["hash"]) as f:
+        assert f.attrs["family"] == "sd1" and f.attrs["settings_hash"] == pipeline["hash"]
+        assert f.attrs["num_inference_steps"] == 2
+        assert f.attrs["classifier_free_guidance"]
+        assert list(f.attrs["seeds"]) == [0, 1]
+        assert list(f.attrs["step_indices"]) == [0, 1]
+        assert len(f.attrs["timesteps"]) == 2
+        assert json.loads(f.attrs["settings_json"]) == pipeline["settings"]
+        assert json.loads(f.attrs["versions"])["diffusers"]
+        assert sorted(f["concepts"]) == ["doctor", "engineer", "nurse", "woman"]
+        nurse = f["concepts/nurse"]
+        assert read_strings(nurse["prompts"]) == ["a photo of a nurse", "a photo of a caregiver"]
+        assert nurse.attrs["set"] == "professions"
+        stored = read_activations(f, "nurse", "mid_block", "pooled")
+    assert stored.shape == (2, 2, 2, 64)  # (prompts, seeds, steps, channels)
+    # prompt-major, then seeds: the same numbers as the extractor on those samples
+    ex = HSpaceExtractor(
+        pipeline["pipe"], sampling_settings(pipeline["settings"], {"device": "cpu"})
+    )
+    samples = [(p, s) for p in ["a photo of a nurse", "a photo of a caregiver"] for s in (0, 1)]
+    direct = ex.run(samples, progress=False).data["mid_block"]["pooled"].reshape(2, 2, 2, 64)
+    np.testing.assert_allclose(stored, direct, rtol=2e-3, atol=2e-3)  # stored as float16
+
+
+def test_directions_similarity_clusters(pipeline):
+    root, h = pipeline["root"], pipeline["hash"]
+    dirs = root / "directions" / "b0000.h5"
+    compute_directions(pipeline["shard"], pipeline["baseline"], dirs, h)
+    d = read_directions([dirs], h)
+    assert d["ids"] == ["doctor", "engineer", "nurse", "woman"]
+    assert d["sets"] == ["professions", "professions", "professions", "genders"]
+    assert d["per_step"].shape == (4, 2, 64) and d["aggregate"].shape == (4, 64)
+    np.testing.assert_allclose(np.linalg.norm(d["aggregate"], axis=1), 1.0, rtol=1e-5)
+    assert d["step_indices"].tolist() == [0, 1]
+
+    # the direction is the normalised seed-paired mean difference to the baseline
+    with h5py.File(pipeline["shard"]) as f, h5py.File(pipeline["baseline"]) as fb:
+        doc = f["concepts/doctor/mid_block/pooled"][()].astype(np.float32)
+        base = fb["concepts/baseline/mid_block/pooled"][()].astype(np.float32)
+    mean = (doc - base.mean(axis=0, keepdims=True)).mean(axis=(0, 1)).mean(axis=0)
+    np.testing.assert_allclose(d["aggregate"][0], mean / np.linalg.norm(mean), atol=1e-5)
+
+    sim_h5, sim_tsv = root / "similarity.h5", root / "similarity.tsv"
+    compute_similarity([dirs], sim_h5, sim_tsv, h)
+    sim = read_similarity(sim_h5, h)
+    assert sim["ids"] == d["ids"] and sim["aggregate"].shape == (4, 4)
+    assert sim["per_step"].shape == (2, 4, 4)
+    np.testing.assert_allclose(np.diag(sim["aggregate"]), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(sim["aggregate"], d["aggregate"] @ d["aggregate"].T, atol=1e-5)
+    table = pd.read_csv(sim_tsv, sep="\t", index_col=0)
+    assert list(table.index) == d["ids"] and list(table.columns) == d["ids"]
+    np.testing.assert_allclose(table.to_numpy(), sim["aggregate"], atol=1e-5)
+
+    clusters, silhouette = root / "clusters.tsv", root / "silhouette.tsv"
+    compute_clusters(sim_h5, clusters, silhouette, h, sets=None, k_min=2, k_max=3)
+    labels = pd.read_csv(clusters, sep="\t")
+    assert sorted(labels["concept"]) == d["ids"]
+    assert set(labels.columns) == {"concept", "set", "cluster"}
+    curve = pd.read_csv(silhouette, sep="\t")
+    assert curve["k"].tolist() == [2, 3] and curve["chosen"].sum() == 1
+    assert labels["cluster"].nunique() == int(curve.loc[curve["chosen"], "k"].iloc[0])
+
+    compute_clusters(sim_h5, clusters, silhouette, h, sets=["professions"], k_min=2, k_max=3)
+    assert sorted(pd.read_csv(clusters, sep="\t")["concept"]) == ["doctor", "engineer", "nurse"]
+    with pytest.raises(ValueError, match="select 1 concepts"):
+        compute_clusters(sim_h5, clusters, silhouette, h, sets=["genders"])
+    with pytest.raises(StoreError, match="similarity.h5"):
+        compute_clusters(sim_h5, clusters, silhouette, "00000000")
+
+
+def test_shard_from_other_settings_is_rejected(pipeline, tiny_models):
+    root = pipeline["root"]
+    other_cfg = validate_config(
+        workflow_config(
+            tiny_models["sd1"], pipeline["cfg"]["concepts"]["sheets"][0], sampling={"steps": 3}
+        )
+    )
+    other_hash = settings_hash(other_cfg)
+    assert other_hash != pipeline["hash"]
+    other_shard = root / "other" / "b0000.h5"
+    extract_shard(
+        [pipeline["files"]["doctor"]],
+        other_shard,
+        extraction_settings(other_cfg),
+        other_hash,
+        RUNTIME,
+        pipe_and_info=(pipeline["pipe"], load_model(pipeline["settings"], RUNTIME)[1]),
+    )
+    out = root / "other" / "directions.h5"
+    with pytest.raises(StoreError, match="comes from settings") as info:
+        compute_directions(other_shard, pipeline["baseline"], out, pipeline["hash"])
+    assert str(other_shard) in str(info.value)
+    with pytest.raises(StoreError) as info:
+        compute_directions(pipeline["shard"], pipeline["baseline"], out, other_hash)
+    assert str(pipeline["baseline"]) in str(info.value)
+    assert not out.exists()
+
+
+def test_mixed_seeds_in_a_shard_are_refused(pipeline, tmp_path):
+    odd = tmp_path / "odd.json"
+    write_prompts(read_prompts(pipeline["files"]["doctor"]) | {"seeds": [5, 6]}, odd)
+    with pytest.raises(ValueError, match="odd.json"):
+        extract_shard(
+            [pipeline["files"]["nurse"], odd],
+            tmp_path / "x.h5",
+            pipeline["settings"],
+            pipeline["hash"],
+            RUNTIME,
+        )
+    assert not (tmp_path / "x.h5").exists()

@@ -1,0 +1,77 @@
+"""Cosine similarity matrices and unsupervised clusters of concept directions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scalex.similarity import cluster_concepts, cosine_matrix
+
+
+def test_cosine_matrix_properties():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 10))
+    sim = cosine_matrix(x * rng.uniform(0.1, 10, size=(6, 1)))  # scale does not matter
+    assert sim.shape == (6, 6) and sim.dtype == np.float32
+    np.testing.assert_allclose(np.diag(sim), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(sim, sim.T, atol=1e-7)
+    assert (sim <= 1.0).all() and (sim >= -1.0).all()
+    assert np.linalg.eigvalsh(sim.astype(np.float64)).min() > -1e-5  # a Gram matrix
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    np.testing.assert_allclose(sim, unit @ unit.T, atol=1e-6)
+    pair = cosine_matrix(np.array([[1.0, 0.0], [0.0, 2.0], [-3.0, 0.0]]))
+    np.testing.assert_allclose(pair, [[1, 0, -1], [0, 1, 0], [-1, 0, 1]], atol=1e-7)
+
+
+def test_cosine_matrix_stacks():
+    rng = np.random.default_rng(1)
+    stack = rng.normal(size=(3, 5, 4))  # (T, N, D)
+    sims = cosine_matrix(stack)
+    assert sims.shape == (3, 5, 5)
+    for t in range(3):
+        np.testing.assert_allclose(sims[t], cosine_matrix(stack[t]), atol=1e-7)
+
+
+def _planted(sizes, dim=64, spread=0.15, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = np.linalg.qr(rng.normal(size=(dim, len(sizes))))[0].T  # orthogonal centres
+    points, labels = [], []
+    for k, n in enumerate(sizes):
+        points.append(centres[k] + spread * rng.normal(size=(n, dim)) / np.sqrt(dim))
+        labels += [k] * n
+    order = rng.permutation(sum(sizes))
+    return np.concatenate(points)[order], np.array(labels)[order]
+
+
+def _same_partition(a, b):
+    return all((a[i] == a[j]) == (b[i] == b[j]) for i in range(len(a)) for j in range(len(a)))
+
+
+@pytest.mark.parametrize(("sizes", "seed"), [((4, 5, 3), 0), ((3, 3, 3, 3, 3), 1), ((6, 6), 2)])
+def test_cluster_concepts_recovers_planted_clusters(sizes, seed):
+    x, truth = _planted(sizes, seed=seed)
+    result = cluster_concepts(cosine_matrix(x), k_min=2, k_max=8)
+    assert result.k == len(sizes)
+    assert sorted(np.unique(result.labels)) == list(range(1, len(sizes) + 1))
+    assert _same_partition(result.labels, truth)
+    assert max(result.silhouette, key=result.silhouette.get) == len(sizes)
+    assert set(result.silhouette) == set(range(2, min(8, len(truth) - 1) + 1))
+    assert result.linkage.shape == (len(truth) - 1, 4)
+
+
+def test_cluster_k_range_is_respected():
+    x, _ = _planted((3, 3, 3, 3), seed=3)
+    result = cluster_concepts(cosine_matrix(x), k_min=2, k_max=3)
+    assert result.k in (2, 3) and set(result.silhouette) == {2, 3}
+    assert cluster_concepts(cosine_matrix(x), k_min=5, k_max=6).k in (5, 6)
+
+
+@pytest.mark.parametrize("method", ["average", "complete", "single", "weighted"])
+def test_cluster_linkages(method):
+    x, truth = _planted((4, 4, 4), seed=4, spread=0.05)
+    result = cluster_concepts(cosine_matrix(x), method=method)
+    assert result.k == 3 and _same_partition(result.labels, truth)
+
+
+def test_cluster_tiny_inputs():
+    one = cluster_concepts(np.ones((2, 2), dtype=np.float32))
+    assert one.k == 1 and one.labels.tolist() == [1, 1] and one.silhouette == {}

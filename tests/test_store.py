@@ -1,0 +1,143 @@
+"""HDF5 storage: atomic writes, checked reads and deterministic bytes."""
+
+from __future__ import annotations
+
+import time
+
+import h5py
+import numpy as np
+import pytest
+from scalex.store import (
+    ACTIVATIONS,
+    FORMAT_VERSION,
+    StoreError,
+    atomic_h5,
+    attr_json,
+    open_checked,
+    read_activations,
+    read_strings,
+    shard_concepts,
+    write_concept_activations,
+)
+
+ATTRS = {
+    "settings_hash": "abcd1234",
+    "seeds": [0, 1],
+    "taps": ["mid_block"],
+    "scheduler_config": {"b": 2, "a": [1, 2]},
+    "model_revision": None,
+}
+
+
+def _write(path, attrs=ATTRS, seed=0):
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "mid_block": {
+            "pooled": rng.normal(size=(2, 2, 3, 8)).astype(np.float32),
+            "full": rng.normal(size=(2, 2, 3, 8, 2, 2)).astype(np.float32),
+        }
+    }
+    with atomic_h5(path, ACTIVATIONS, attrs) as f:
+        write_concept_activations(
+            f, "doctor", {"set": "professions", "derived": {}}, ["p1", "p2"], [0, 1], arrays
+        )
+    return arrays
+
+
+def _leftovers(folder):
+    return sorted(p.name for p in folder.iterdir() if ".tmp" in p.name)
+
+
+def test_roundtrip(tmp_path):
+    path = tmp_path / "sub" / "shard.h5"
+    arrays = _write(path)
+    with open_checked(path, ACTIVATIONS, "abcd1234") as f:
+        assert f.attrs["complete"] and f.attrs["format_version"] == FORMAT_VERSION
+        assert list(f.attrs["seeds"]) == [0, 1]
+        assert [s.decode() if isinstance(s, bytes) else s for s in f.attrs["taps"]] == ["mid_block"]
+        assert attr_json(f, "scheduler_config") == {"a": [1, 2], "b": 2}
+        assert f.attrs["model_revision"] == "null"
+        assert shard_concepts(f) == ["doctor"]
+        group = f["concepts/doctor"]
+        assert read_strings(group["prompts"]) == ["p1", "p2"]
+        assert group["template_index"][()].tolist() == [0, 1]
+        assert group.attrs["set"] == "professions"
+        pooled = read_activations(f, "doctor", "mid_block", "pooled")
+        assert pooled.dtype == np.float32 and f["concepts/doctor/mid_block/pooled"].dtype == (
+            np.float16
+        )
+        np.testing.assert_array_equal(
+            pooled, arrays["mid_block"]["pooled"].astype(np.float16).astype(np.float32)
+        )
+        assert f["concepts/doctor/mid_block/full"].chunks == (1, 1, 3, 8, 2, 2)
+        with pytest.raises(StoreError, match="no 'full' activations of 'nurse'"):
+            read_activations(f, "nurse", "mid_block", "full")
+    assert _leftovers(path.parent) == []
+
+
+def test_atomic_write_leaves_nothing_on_error(tmp_path):
+    path = tmp_path / "shard.h5"
+    with pytest.raises(RuntimeError, match="boom"), atomic_h5(path, ACTIVATIONS, ATTRS) as f:
+        f.create_dataset("x", data=np.zeros(3))
+        raise RuntimeError("boom")
+    assert not path.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_write_keeps_the_old_file_on_error(tmp_path):
+    path = tmp_path / "shard.h5"
+    _write(path)
+    before = path.read_bytes()
+    with pytest.raises(RuntimeError), atomic_h5(path, ACTIVATIONS, ATTRS):
+        raise RuntimeError("boom")
+    assert path.read_bytes() == before
+    assert _leftovers(tmp_path) == []
+
+
+def test_open_checked_rejections_name_the_file(tmp_path):
+    good = tmp_path / "good.h5"
+    _write(good)
+    cases = []
+
+    missing = tmp_path / "missing.h5"
+    cases.append((missing, ACTIVATIONS, None, "does not exist"))
+
+    cases.append((good, "scalex.directions", None, "expected 'scalex.directions'"))
+    cases.append((good, ACTIVATIONS, "ffff0000", "comes from settings 'abcd1234'"))
+
+    incomplete = tmp_path / "incomplete.h5"
+    with h5py.File(incomplete, "w") as f:
+        f.attrs["format"] = ACTIVATIONS
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["complete"] = False
+        f.attrs["settings_hash"] = "abcd1234"
+    cases.append((incomplete, ACTIVATIONS, "abcd1234", "incomplete"))
+
+    old = tmp_path / "old.h5"
+    with h5py.File(old, "w") as f:
+        f.attrs["format"] = ACTIVATIONS
+        f.attrs["format_version"] = 0
+        f.attrs["complete"] = True
+    cases.append((old, ACTIVATIONS, None, "format version"))
+
+    text = tmp_path / "text.h5"
+    text.write_text("not hdf5")
+    cases.append((text, ACTIVATIONS, None, "not a readable HDF5 file"))
+
+    for path, fmt, settings_hash, match in cases:
+        with pytest.raises(StoreError, match=match) as info:
+            open_checked(path, fmt, settings_hash)
+        assert str(path) in str(info.value)
+    # the right kind and hash opens, and any hash is accepted when none is asked for
+    open_checked(good, ACTIVATIONS, "abcd1234").close()
+    open_checked(good, ACTIVATIONS).close()
+
+
+def test_same_data_gives_identical_bytes(tmp_path):
+    a, b, c = tmp_path / "a.h5", tmp_path / "b.h5", tmp_path / "c.h5"
+    _write(a)
+    time.sleep(1.1)  # no timestamps in the file: a second later, still the same bytes
+    _write(b)
+    _write(c, seed=1)
+    assert a.read_bytes() == b.read_bytes()
+    assert a.read_bytes() != c.read_bytes()

@@ -1,0 +1,311 @@
+"""The Snakemake workflow for real (subprocesses) on the tiny random model of every family."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import CONCEPT_ROWS, FAMILIES, ROOT, workflow_config, write_sheet
+from scalex.concepts import bucket_of
+from scalex.config import results_tree, settings_hash, validate_config
+from scalex.store import read_strings
+
+pytestmark = pytest.mark.slow
+
+SNAKEFILE = ROOT / "Snakefile"
+#: The core rules whose jobs the rerun test accounts for exactly.
+CORE_RULES = {"prompts", "extract", "directions", "similarity", "clusters", "all"}
+
+
+def snakemake_command(workdir: Path, config: Path, *args: str, targets=()) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        *targets,  # before --configfile, which takes several values
+        "--cores",
+        "1",
+        "--directory",
+        str(workdir),
+        "--snakefile",
+        str(SNAKEFILE),
+        *args,
+        "--configfile",
+        str(config),
+    ]
+
+
+ENV = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+
+
+def snakemake(workdir: Path, config: Path, *args: str, targets=(), check=True, timeout=300):
+    """Run ``python -m snakemake`` in ``workdir`` with the repository's Snakefile."""
+    cmd = snakemake_command(workdir, config, *args, targets=targets)
+    proc = subprocess.run(
+        cmd, cwd=workdir, env=ENV, capture_output=True, text=True, timeout=timeout
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"snakemake failed ({proc.returncode})\nSTDOUT:\n{proc.stdout[-4000:]}\n"
+            f"STDERR:\n{proc.stderr[-6000:]}"
+        )
+    return proc
+
+
+def tree_of(config: Path) -> str:
+    return results_tree(validate_config(yaml.safe_load(config.read_text())))
+
+
+def core_targets(config: Path) -> list[str]:
+    tree = tree_of(config)
+    return [f"{tree}/similarity/similarity.tsv", f"{tree}/clusters/clusters.tsv"]
+
+
+def planned_jobs(output: str) -> set[tuple[str, str]]:
+    """(rule, wildcards) of every job a dry run lists."""
+    jobs = set()
+    blocks = re.split(r"\n(?=(?:local)?rule \w+:)", "\n" + output)
+    for block in blocks:
+        head = re.match(r"\s*(?:local)?rule (\w+):", block)
+        if not head:
+            continue
+        wild = re.search(r"^\s+wildcards: (.*)$", block, re.M)
+        jobs.add((head.group(1), wild.group(1).strip() if wild else ""))
+    return jobs
+
+
+def _leftover_temp_files(workdir: Path) -> list[str]:
+    return [str(p) for p in (workdir / "results").rglob("*") if ".tmp" in p.name]
+
+
+def _family_overrides(family: str) -> dict:
+    # sd1 keeps two buckets (the rerun test needs an untouched bucket); the others use one
+    # bucket to save a model load per run on slow machines
+    return {
+        "sampling": {"guidance_scale": 1.0 if family == "lcm" else 3.0},
+        "extraction": {"buckets": 2 if family == "sd1" else 1},
+    }
+
+
+@pytest.fixture(scope="module")
+def family_run(tmp_path_factory, tiny_models):
+    """Run the workflow of every family, concurrently (their waits overlap), on first use.
+
+    Returns ``run(family) -> (workdir, config)`` that fails with the run's output if it failed.
+    """
+    runs = {}
+    for family in FAMILIES:
+        workdir = tmp_path_factory.mktemp(f"wf-{family}")
+        sheet = write_sheet(workdir / "concepts.tsv", CONCEPT_ROWS)
+        cfg = workflow_config(tiny_models[family], sheet.resolve(), **_family_overrides(family))
+        config = workdir / "config.yaml"
+        config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        log = (workdir / "snakemake.out").open("w")
+        cmd = snakemake_command(workdir, config, targets=core_targets(config))
+        proc = subprocess.Popen(cmd, cwd=workdir, env=ENV, stdout=log, stderr=subprocess.STDOUT)
+        runs[family] = (workdir, config, proc, log)
+    for _, _, proc, log in runs.values():
+        try:
+            proc.wait(timeout=600)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            log.close()
+
+    def run(family: str):
+        workdir, config, proc, _ = runs[family]
+        if proc.returncode != 0:
+            out = (workdir / "snakemake.out").read_text()
+            raise AssertionError(f"snakemake failed for {family}:\n{out[-6000:]}")
+        return workdir, config
+
+    return run
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_workflow_runs(family_run, family):
+    workdir, config = family_run(family)
+    cfg = validate_config(yaml.safe_load(config.read_text()))
+    tree = workdir / results_tree(cfg)
+    h = settings_hash(cfg)
+    assert tree.name.endswith(f"-{h}") and tree.name.startswith(family)
+    sim_tsv = tree / "similarity" / "similarity.tsv"
+    table = pd.read_csv(sim_tsv, sep="\t", index_col=0)
+    ids = sorted(cid for cid, _, _ in CONCEPT_ROWS)
+    assert list(table.index) == ids and list(table.columns) == ids
+    np.testing.assert_allclose(np.diag(table.to_numpy()), 1.0, atol=1e-5)
+    with h5py.File(tree / "similarity" / "similarity.h5") as f:
+        assert f.attrs["complete"] and f.attrs["settings_hash"] == h
+        assert read_strings(f["ids"]) == ids
+        np.testing.assert_allclose(f["aggregate"][()], table.to_numpy(), atol=1e-5)
+    clusters = pd.read_csv(tree / "clusters" / "clusters.tsv", sep="\t")
+    assert sorted(clusters["concept"]) == ids
+    assert clusters["cluster"].between(1, 3).all()
+
+    shards = sorted((tree / "activations").glob("*.h5"))
+    expected_buckets = {bucket_of(c, cfg["extraction"]["buckets"]) for c in ids} | {"baseline"}
+    assert {p.stem for p in shards} == expected_buckets
+    seen_prompts = {}
+    for shard in shards:
+        with h5py.File(shard) as f:
+            assert f.attrs["family"] == family
+            assert f.attrs["settings_hash"] == h and f.attrs["complete"]
+            assert list(f.attrs["seeds"]) == [0, 1]
+            assert list(f.attrs["step_indices"]) == [0, 1]
+            timesteps = list(f.attrs["timesteps"])
+            assert len(timesteps) == 2 and timesteps[0] > timesteps[1] >= 0
+            assert bool(f.attrs["classifier_free_guidance"]) == (family != "lcm")
+            for cid, group in f["concepts"].items():
+                seen_prompts[cid] = read_strings(group["prompts"])
+                assert group["mid_block/pooled"].shape == (len(seen_prompts[cid]), 2, 2, 64)
+    assert seen_prompts["nurse"] == ["a photo of a nurse", "a photo of a caregiver"]
+    assert seen_prompts["engineer"] == ["a photo of an engineer"]
+    assert seen_prompts["baseline"] == ["a photo of a person"]
+    assert _leftover_temp_files(workdir) == []
+    # nothing left to do
+    proc = snakemake(workdir, config, "-n", targets=core_targets(config))
+    assert planned_jobs(proc.stdout + proc.stderr) == set()
+
+
+def _copy_run(src: Path, dst: Path, rows, **overrides) -> Path:
+    """A copy of a finished run (metadata and mtimes kept) with its own sheet and config."""
+    shutil.copytree(src, dst, symlinks=True)
+    sheet = write_sheet(dst / "concepts.tsv", rows)
+    old = yaml.safe_load((src / "config.yaml").read_text())
+    cfg = workflow_config(old["model"]["id"], sheet.resolve(), **_family_overrides("sd1"))
+    cfg = validate_config(cfg) if not overrides else cfg
+    for section, values in overrides.items():
+        cfg[section].update(values)
+    config = dst / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return config
+
+
+def test_editing_one_concept_reruns_only_its_chain(family_run, tmp_path):
+    src, _ = family_run("sd1")
+    rows = [
+        (cid, cset, "male nurse|caregiver" if cid == "nurse" else terms)
+        for cid, cset, terms in CONCEPT_ROWS
+    ]
+    workdir = tmp_path / "run"
+    config = _copy_run(src, workdir, CONCEPT_ROWS)
+    # the copy itself is up to date
+    proc = snakemake(workdir, config, "-n", targets=core_targets(config))
+    assert planned_jobs(proc.stdout) == set(), proc.stdout
+
+    write_sheet(workdir / "concepts.tsv", rows)
+    proc = snakemake(workdir, config, "-n")
+    jobs = planned_jobs(proc.stdout)
+    bucket = bucket_of("nurse", 2)
+    other = bucket_of("doctor", 2)
+    assert other != bucket, "the test needs concepts in two buckets"
+    core = {job for job in jobs if job[0] in CORE_RULES}
+    assert core == {
+        ("prompts", "concept=nurse"),
+        ("extract", f"bucket={bucket}"),
+        ("directions", f"bucket={bucket}"),
+        ("similarity", ""),
+        ("clusters", ""),
+        ("all", ""),
+    }, proc.stdout
+    # the prompts job reruns because its parameters (the prompts) changed
+    assert re.search(r"rule prompts:(?:\n\s+.*)*?\n\s+reason: .*[Pp]arams", proc.stdout)
+
+    # run it: only the edited concept's prompts change, the other shard is not rewritten
+    untouched = workdir / tree_of(config) / "activations" / f"{other}.h5"
+    before = untouched.stat().st_mtime_ns
+    snakemake(workdir, config, targets=core_targets(config))
+    assert untouched.stat().st_mtime_ns == before
+    with h5py.File(workdir / tree_of(config) / "activations" / f"{bucket}.h5") as f:
+        assert read_strings(f["concepts/nurse/prompts"])[0] == "a photo of a male nurse"
+    assert _leftover_temp_files(workdir) == []
+
+
+def test_new_settings_write_a_new_tree(family_run, tmp_path):
+    src, src_config = family_run("sd1")
+    old_tree = tree_of(src_config)
+    workdir = tmp_path / "run"
+    config = _copy_run(src, workdir, CONCEPT_ROWS, sampling={"steps": 3})
+    new_tree = tree_of(config)
+    assert new_tree != old_tree and Path(new_tree).parent == Path(old_tree).parent
+    old_files = {p: p.stat().st_mtime_ns for p in (workdir / old_tree).rglob("*") if p.is_file()}
+
+    proc = snakemake(workdir, config, "-n")
+    planned = proc.stdout
+    assert old_tree not in planned and new_tree in planned
+    # run the cheapest part of the new tree for real: the baseline shard
+    snakemake(workdir, config, targets=[f"{new_tree}/activations/baseline.h5"])
+    with h5py.File(workdir / new_tree / "activations" / "baseline.h5") as f:
+        assert f.attrs["num_inference_steps"] == 3 and len(f.attrs["step_indices"]) == 3
+        assert f.attrs["settings_hash"] == new_tree.rsplit("-", 1)[1]
+    assert {p: p.stat().st_mtime_ns for p in old_files} == old_files  # old tree untouched
+
+
+def test_malformed_config_fails_fast(tmp_path, tiny_models):
+    sheet = write_sheet(tmp_path / "concepts.tsv")
+    cfg = workflow_config(tiny_models["sd1"], sheet.resolve())
+    cfg["sampling"]["steps"] = "many"
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    proc = snakemake(tmp_path, config, "-n", check=False, timeout=120)
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert "config key sampling.steps: 'many' is not of type 'integer'" in output, output
+    assert not (tmp_path / "results").exists()
+
+    cfg["sampling"]["steps"] = 2
+    sheet.write_text("id\tset\tterms\nnurse\tprofessions\tnurse\nBad Id\tx\ty\n")
+    config.write_text(yaml.safe_dump(cfg))
+    proc = snakemake(tmp_path, config, "-n", check=False, timeout=120)
+    assert proc.returncode != 0 and f"{sheet.resolve()}:3" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("problem", ["missing", "no-model-index"])
+def test_unknown_model_folder_fails_fast_with_the_path(tmp_path, tiny_models, problem):
+    model = tmp_path / "my-model"
+    if problem == "no-model-index":
+        shutil.copytree(tiny_models["sd1"], model)
+        (model / "model_index.json").unlink()
+    sheet = write_sheet(tmp_path / "concepts.tsv")
+    cfg = workflow_config(model, sheet.resolve(), extraction={"buckets": 1})
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    proc = snakemake(tmp_path, config, "-n", check=False, timeout=120)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert f"model folder '{model}' does not exist" in output or (
+        problem == "no-model-index" and "model_index.json" in output and str(model) in output
+    ), output[-3000:]
+    assert not (tmp_path / "results").exists()
+
+
+def test_model_removed_after_planning_fails_extract_with_path_in_log(tmp_path, tiny_models):
+    """A model that disappears between planning and the job: the extract log names it."""
+    model = tmp_path / "my-model"
+    shutil.copytree(tiny_models["sd1"], model)
+    sheet = write_sheet(tmp_path / "concepts.tsv", CONCEPT_ROWS[:2])
+    cfg = workflow_config(model, sheet.resolve(), extraction={"buckets": 1})
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    tree = tree_of(config)
+    # plan and write the prompt files, then break the model folder
+    snakemake(tmp_path, config, targets=[f"{tree}/prompts/baseline.json"])
+    (model / "unet" / "config.json").unlink()
+    proc = snakemake(tmp_path, config, targets=[f"{tree}/activations/baseline.h5"], check=False)
+    assert proc.returncode != 0
+    log = tmp_path / tree / "logs" / "extract" / "baseline.log"
+    assert log.is_file(), (proc.stdout + proc.stderr)[-3000:]
+    text = log.read_text()
+    assert "extract failed" in text and str(model) in text
+    assert "Traceback" not in text  # one line naming the cause, not a traceback
+    assert not (tmp_path / tree / "activations" / "baseline.h5").exists()
+    assert _leftover_temp_files(tmp_path) == []
