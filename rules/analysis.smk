@@ -75,7 +75,7 @@ rule descriptors:
 rule cluster_figures:
     """Dendrogram, ordered similarity heatmap, 2-D map and silhouette curve."""
     input:
-        similarity=f"{TREE}/similarity/similarity.h5",
+        matrix=f"{TREE}/clusters/similarity.tsv",
         clusters=f"{TREE}/clusters/clusters.tsv",
         silhouette=f"{TREE}/clusters/silhouette.tsv",
     output:
@@ -106,7 +106,6 @@ rule cluster_figures:
     conda:
         "../envs/cpu.yaml"
     params:
-        settings_hash=HASH,
         linkage=config["clustering"]["linkage"],
     script:
         "../scripts/plot_clusters.py"
@@ -121,6 +120,8 @@ rule vocabulary_prompts:
     benchmark:
         f"{TREE}/benchmarks/vocabulary/{{vocab}}-{{chunk}}.tsv"
     localrule: True
+    conda:
+        "../envs/cpu.yaml"
     params:
         spec=vocabulary_spec,
     shell:

@@ -11,6 +11,8 @@ rule prompts:
     benchmark:
         f"{TREE}/benchmarks/prompts/{{concept}}.tsv"
     localrule: True
+    conda:
+        "../envs/cpu.yaml"
     params:
         spec=concept_spec,
     shell:

@@ -20,10 +20,12 @@ rule similarity:
 rule clusters:
     """Hierarchical clusters of concepts, the number of clusters chosen by silhouette."""
     input:
-        f"{TREE}/similarity/similarity.h5",
+        similarity=f"{TREE}/similarity/similarity.h5",
+        directions=expand(f"{TREE}/directions/{{bucket}}.h5", bucket=concept_buckets()),
     output:
         clusters=f"{TREE}/clusters/clusters.tsv",
         silhouette=f"{TREE}/clusters/silhouette.tsv",
+        matrix=f"{TREE}/clusters/similarity.tsv",
     log:
         f"{TREE}/logs/clusters.log",
     benchmark:

@@ -6,6 +6,7 @@ rule validate_reference:
         top=f"{TREE}/analysis/descriptors/top_descriptors.tsv",
         planted="resources/reference/planted.tsv",
         rates="results/reference/rates.tsv",
+        similarity=f"{TREE}/similarity/similarity.tsv",
     output:
         summary=report(
             f"{config['results']}/validation/summary.tsv",
@@ -23,4 +24,5 @@ rule validate_reference:
         "../envs/cpu.yaml"
     shell:
         "python -m scalex_refworld.validate {input.bias} {input.clusters} {input.top}"
-        " {input.planted} {input.rates} $(dirname {output.summary}) > {log} 2>&1"
+        " {input.planted} {input.rates} $(dirname {output.summary})"
+        " --raw-similarity {input.similarity} > {log} 2>&1"

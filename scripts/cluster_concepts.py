@@ -10,13 +10,16 @@ opts = json.loads(smk.params.clustering)
 run_rule(
     smk,
     lambda: compute_clusters(
-        smk.input[0],
+        smk.input.similarity,
         smk.output.clusters,
         smk.output.silhouette,
+        smk.output.matrix,
         smk.params.settings_hash,
         sets=opts["sets"],
         method=opts["linkage"],
         k_min=opts["k_min"],
         k_max=opts["k_max"],
+        remove=opts["remove_axes"],
+        direction_files=smk.input.directions,
     ),
 )

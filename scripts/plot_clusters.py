@@ -9,11 +9,10 @@ smk = snakemake  # noqa: F821 (injected by Snakemake)
 run_rule(
     smk,
     lambda: run_cluster_figures(
-        smk.input.similarity,
+        smk.input.matrix,
         smk.input.clusters,
         smk.input.silhouette,
         Path(smk.output.dendrogram).parent,
-        smk.params.settings_hash,
         smk.params.linkage,
     ),
 )

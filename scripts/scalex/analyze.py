@@ -17,7 +17,7 @@ import pandas as pd
 
 from scalex.directions import paired_differences
 from scalex.errors import ConfigError
-from scalex.jobs import _atomic_text, read_directions, read_similarity
+from scalex.jobs import _atomic_text, read_directions
 from scalex.store import ACTIVATIONS, open_checked, read_activations, read_strings
 
 log = logging.getLogger("scalex")
@@ -177,11 +177,10 @@ def descriptor_slug(value: str) -> str:
 
 # -- clusters ------------------------------------------------------------------------------------
 def run_cluster_figures(
-    similarity_h5: str | Path,
+    matrix_tsv: str | Path,
     clusters_tsv: str | Path,
     silhouette_tsv: str | Path,
     out_dir: str | Path,
-    settings_hash: str,
     linkage_method: str = "average",
 ) -> None:
     """Dendrogram, cluster-ordered heatmap, 2-D map and silhouette curve of the clustering."""
@@ -191,12 +190,10 @@ def run_cluster_figures(
     from scalex.analysis import figures
 
     out = Path(out_dir)
-    sim = read_similarity(similarity_h5, settings_hash)
+    matrix = pd.read_csv(matrix_tsv, sep="\t", index_col=0)
     labels = pd.read_csv(clusters_tsv, sep="\t")
-    index = {cid: i for i, cid in enumerate(sim["ids"])}
     ids = list(labels["concept"])
-    keep = [index[c] for c in ids]
-    sub = sim["aggregate"][np.ix_(keep, keep)].astype(np.float64)
+    sub = matrix.loc[ids, ids].to_numpy(dtype=np.float64)
     distance = np.clip(1.0 - (sub + sub.T) / 2, 0.0, 2.0)
     np.fill_diagonal(distance, 0.0)
     clusters = list(labels["cluster"])

@@ -246,6 +246,10 @@ def check_analysis_references(
         ref = spec.get("reference")
         if ref and not (Path(base) / ref["file"]).is_file():
             raise ConfigError(f"{key}.reference.file {ref['file']} does not exist")
+    for pair in cfg["clustering"]["remove_axes"]:
+        for cid in pair:
+            if cid not in concepts:
+                raise ConfigError(f"clustering.remove_axes: unknown concept {cid!r}")
     discovery = analysis["discovery"]
     n_seeds = len(seeds(cfg))
     for name, vocab in discovery["vocabularies"].items():

@@ -361,16 +361,24 @@ def compute_clusters(
     similarity_h5: str | Path,
     out_clusters: str | Path,
     out_silhouette: str | Path,
+    out_matrix: str | Path,
     settings_hash: str,
     sets: Sequence[str] | None = None,
     method: str = "average",
     k_min: int = 2,
     k_max: int = 12,
+    remove: Sequence[Sequence[str]] = (),
+    direction_files: Sequence[str | Path] = (),
 ) -> None:
-    """Cluster the concepts of ``sets`` (all when None) and write the labels and silhouettes."""
+    """Cluster the concepts of ``sets`` (all when None); write labels, silhouettes and matrix.
+
+    ``remove`` lists concept pairs (a, b) whose axes ``unit(d_a) - unit(d_b)`` are projected out
+    of the directions first (see :func:`scalex.similarity.remove_axes`); the cosine matrix that
+    was clustered is written to ``out_matrix`` for the figures.
+    """
     import pandas as pd
 
-    from scalex.similarity import cluster_concepts
+    from scalex.similarity import cluster_concepts, cosine_matrix, remove_axes
 
     sim = read_similarity(similarity_h5, settings_hash)
     keep = [i for i, s in enumerate(sim["sets"]) if sets is None or s in sets]
@@ -378,14 +386,19 @@ def compute_clusters(
         raise ValueError(
             f"clustering.sets {list(sets or [])} select {len(keep)} concepts; need at least 2"
         )
-    sub = sim["aggregate"][np.ix_(keep, keep)]
-    result = cluster_concepts(sub, method=method, k_min=k_min, k_max=k_max)
+    ids = [sim["ids"][i] for i in keep]
+    matrix = sim["aggregate"][np.ix_(keep, keep)]
+    if remove:
+        axis_ids = sorted({c for pair in remove for c in pair})
+        d = read_directions(
+            direction_files, settings_hash, concepts=sorted(set(ids) | set(axis_ids))
+        )
+        vec = dict(zip(d["ids"], d["aggregate"], strict=True))
+        axes = np.stack([vec[a] - vec[b] for a, b in remove])
+        matrix = cosine_matrix(remove_axes(np.stack([vec[c] for c in ids]), axes))
+    result = cluster_concepts(matrix, method=method, k_min=k_min, k_max=k_max)
     table = pd.DataFrame(
-        {
-            "concept": [sim["ids"][i] for i in keep],
-            "set": [sim["sets"][i] for i in keep],
-            "cluster": result.labels,
-        }
+        {"concept": ids, "set": [sim["sets"][i] for i in keep], "cluster": result.labels}
     ).sort_values(["cluster", "concept"])
     _atomic_text(out_clusters, table.to_csv(sep="\t", index=False))
     curve = pd.DataFrame(
@@ -393,3 +406,6 @@ def compute_clusters(
     )
     curve["chosen"] = curve["k"] == result.k
     _atomic_text(out_silhouette, curve.to_csv(sep="\t", index=False, float_format="%.6f"))
+    frame = pd.DataFrame(matrix, index=ids, columns=ids).round(6)
+    frame.index.name = "concept"
+    _atomic_text(out_matrix, frame.to_csv(sep="\t"))

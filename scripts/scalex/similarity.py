@@ -23,6 +23,20 @@ def cosine_matrix(directions: np.ndarray) -> np.ndarray:
     return np.clip(sim, -1.0, 1.0).astype(np.float32)
 
 
+def remove_axes(directions: np.ndarray, axes: np.ndarray) -> np.ndarray:
+    """Project the span of ``axes`` (K, D) out of ``directions`` (N, D).
+
+    Clustering concepts on what is left separates their conceptual structure from the identity
+    defaults they share (a nurse and a secretary both leaning "woman"): the defaults analysis
+    measures those defaults; the clusters should not be made of them.
+    """
+    if len(axes) == 0:
+        return directions
+    basis, _ = np.linalg.qr(np.asarray(axes, dtype=np.float64).T)
+    d = np.asarray(directions, dtype=np.float64)
+    return (d - (d @ basis) @ basis.T).astype(np.float32)
+
+
 @dataclass
 class Clustering:
     """Cluster labels (1..k), the chosen k, the silhouette per k and the linkage matrix."""
