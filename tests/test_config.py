@@ -49,7 +49,13 @@ def test_defaults_filled(tmp_path):
     assert out["concepts"]["baseline"] == {"terms": ["person"], "templates": "default"}
     assert out["concepts"]["descriptors"] == {"targets": [], "axes": {}}
     assert out["directions"] == {"tap": "mid_block", "space": "pooled"}
-    assert out["clustering"] == {"sets": None, "linkage": "average", "k_min": 2, "k_max": 12}
+    assert out["clustering"] == {
+        "sets": None,
+        "linkage": "average",
+        "k_min": 2,
+        "k_max": 12,
+        "remove_axes": [],
+    }
     assert seeds(out) == list(range(8))
 
 

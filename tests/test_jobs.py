@@ -145,20 +145,48 @@ def test_directions_similarity_clusters(pipeline):
     np.testing.assert_allclose(table.to_numpy(), sim["aggregate"], atol=1e-5)
 
     clusters, silhouette = root / "clusters.tsv", root / "silhouette.tsv"
-    compute_clusters(sim_h5, clusters, silhouette, h, sets=None, k_min=2, k_max=3)
+    matrix = root / "clustered.tsv"
+    compute_clusters(sim_h5, clusters, silhouette, matrix, h, sets=None, k_min=2, k_max=3)
     labels = pd.read_csv(clusters, sep="\t")
     assert sorted(labels["concept"]) == d["ids"]
     assert set(labels.columns) == {"concept", "set", "cluster"}
     curve = pd.read_csv(silhouette, sep="\t")
     assert curve["k"].tolist() == [2, 3] and curve["chosen"].sum() == 1
     assert labels["cluster"].nunique() == int(curve.loc[curve["chosen"], "k"].iloc[0])
+    clustered = pd.read_csv(matrix, sep="\t", index_col=0)
+    np.testing.assert_allclose(clustered.loc[d["ids"], d["ids"]], sim["aggregate"], atol=1e-5)
 
-    compute_clusters(sim_h5, clusters, silhouette, h, sets=["professions"], k_min=2, k_max=3)
+    compute_clusters(
+        sim_h5, clusters, silhouette, matrix, h, sets=["professions"], k_min=2, k_max=3
+    )
     assert sorted(pd.read_csv(clusters, sep="\t")["concept"]) == ["doctor", "engineer", "nurse"]
     with pytest.raises(ValueError, match="select 1 concepts"):
-        compute_clusters(sim_h5, clusters, silhouette, h, sets=["genders"])
+        compute_clusters(sim_h5, clusters, silhouette, matrix, h, sets=["genders"])
     with pytest.raises(StoreError, match="similarity.h5"):
-        compute_clusters(sim_h5, clusters, silhouette, "00000000")
+        compute_clusters(sim_h5, clusters, silhouette, matrix, "00000000")
+
+    # removing the woman axis: the clustered matrix is the cosine of the residual directions
+    compute_clusters(
+        sim_h5,
+        clusters,
+        silhouette,
+        matrix,
+        h,
+        sets=["professions"],
+        k_min=2,
+        k_max=2,
+        remove=[("woman", "doctor")],
+        direction_files=[dirs],
+    )
+    vec = dict(zip(d["ids"], d["aggregate"], strict=True))
+    axis = vec["woman"] - vec["doctor"]
+    axis /= np.linalg.norm(axis)
+    ids = ["doctor", "engineer", "nurse"]
+    residual = np.stack([vec[c] - (vec[c] @ axis) * axis for c in ids])
+    residual /= np.linalg.norm(residual, axis=1, keepdims=True)
+    got = pd.read_csv(matrix, sep="\t", index_col=0).loc[ids, ids].to_numpy()
+    np.testing.assert_allclose(got, residual @ residual.T, atol=1e-5)
+    assert not np.allclose(got, sim["aggregate"][:3, :3], atol=1e-3)
 
 
 def test_shard_from_other_settings_is_rejected(pipeline, tiny_models):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scalex.similarity import cluster_concepts, cosine_matrix
+from scalex.similarity import cluster_concepts, cosine_matrix, remove_axes
 
 
 def test_cosine_matrix_properties():
@@ -75,3 +75,32 @@ def test_cluster_linkages(method):
 def test_cluster_tiny_inputs():
     one = cluster_concepts(np.ones((2, 2), dtype=np.float32))
     assert one.k == 1 and one.labels.tolist() == [1, 1] and one.silhouette == {}
+
+
+def test_remove_axes_projects_out_the_span():
+    rng = np.random.default_rng(0)
+    axes = rng.normal(size=(2, 16))
+    d = rng.normal(size=(5, 16))
+    out = remove_axes(d, axes)
+    np.testing.assert_allclose(out @ axes.T, 0.0, atol=1e-5)
+    # what is orthogonal to the axes is kept
+    q, _ = np.linalg.qr(axes.T)
+    np.testing.assert_allclose(out, d - (d @ q) @ q.T, atol=1e-5)
+    assert remove_axes(d, np.zeros((0, 16))) is d
+
+
+def test_remove_axes_reveals_structure_hidden_by_a_shared_axis():
+    """Two groups differ on a weak axis while a strong identity axis mixes them."""
+    rng = np.random.default_rng(1)
+    group = np.eye(8)[:2]  # two group directions
+    identity = np.eye(8)[2]
+    labels = np.repeat([0, 1], 6)
+    weights = np.tile([3.0, -3.0, 3.0, -3.0, 3.0, -3.0], 2)  # identity leaning crosses groups
+    d = group[labels] + weights[:, None] * identity + 0.05 * rng.normal(size=(12, 8))
+    raw = cluster_concepts(cosine_matrix(d), k_min=2, k_max=2).labels
+    cleaned = cluster_concepts(
+        cosine_matrix(remove_axes(d, identity[None])), k_min=2, k_max=2
+    ).labels
+    same = lambda a, b: (a == b).all() or (a == 3 - b).all()  # noqa: E731
+    assert not same(raw, labels + 1)
+    assert same(cleaned, labels + 1)
