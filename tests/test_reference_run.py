@@ -33,6 +33,8 @@ def test_default_run_meets_ground_truth_targets(tmp_path):
         "--cores",
         "2",
         "--quiet",
+        "all",
+        "--",
         "results/validation/summary.tsv",
     ]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)

@@ -1,0 +1,116 @@
+"""The notebook API reads a results tree written by the rule functions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+from conftest import workflow_config, write_sheet
+from scalex.analyze import load_concept_diffs, run_defaults
+from scalex.api import Results
+from scalex.concepts import baseline_concept, load_concepts
+from scalex.config import extraction_settings, results_tree, seeds, settings_hash, validate_config
+from scalex.jobs import (
+    compute_clusters,
+    compute_directions,
+    compute_similarity,
+    extract_shard,
+    prompt_record,
+    write_prompts,
+)
+from scalex.store import StoreError
+
+ROWS = [
+    ("doctor", "professions", "doctor"),
+    ("nurse", "professions", "nurse"),
+    ("chef", "professions", "chef"),
+    ("woman", "genders", "woman"),
+    ("man", "genders", "man"),
+]
+RUNTIME = {"device": "cpu", "batch_size": 8, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory, tiny_models):
+    root = tmp_path_factory.mktemp("api")
+    sheet = write_sheet(root / "concepts.tsv", ROWS)
+    raw = workflow_config(tiny_models["sd1"], sheet, sampling={"steps": 2})
+    (root / "config").mkdir()
+    (root / "config" / "config.yaml").write_text(yaml.safe_dump(raw))
+    cfg = validate_config(raw)
+    h = settings_hash(cfg)
+    out = root / results_tree(cfg)
+    concepts = load_concepts(cfg)
+    concepts["baseline"] = baseline_concept(cfg)
+    files = {}
+    for cid, concept in concepts.items():
+        files[cid] = out / "prompts" / f"{cid}.json"
+        write_prompts(prompt_record(concept, seeds(cfg)), files[cid])
+    settings = extraction_settings(cfg)
+    shard, base = out / "activations" / "b0000.h5", out / "activations" / "baseline.h5"
+    extract_shard([files[c] for c, *_ in ROWS], shard, settings, h, RUNTIME)
+    extract_shard([files["baseline"]], base, settings, h, RUNTIME)
+    dirs = out / "directions" / "b0000.h5"
+    compute_directions(shard, base, dirs, h)
+    compute_similarity([dirs], out / "similarity" / "similarity.h5", out / "sim.tsv", h)
+    compute_clusters(
+        out / "similarity" / "similarity.h5",
+        out / "clusters" / "clusters.tsv",
+        out / "clusters" / "silhouette.tsv",
+        out / "clusters" / "similarity.tsv",
+        h,
+        sets=["professions"],
+    )
+    data = load_concept_diffs({c: shard for c, *_ in ROWS}, base, h, "mid_block", "pooled")
+    boot = {"bootstrap": 50, "confidence": 0.9, "seed": 0}
+    run_defaults(
+        data,
+        ["doctor", "nurse", "chef"],
+        ("woman", "man"),
+        out / "analysis" / "defaults" / "gender",
+        boot,
+    )
+    return {"root": root, "out": out, "hash": h, "shard": shard}
+
+
+def test_results_from_config_finds_the_tree(tree):
+    res = Results.from_config(tree["root"] / "config" / "config.yaml")
+    assert res.tree == tree["out"] and res.settings_hash == tree["hash"]
+
+
+def test_tables_and_matrices(tree):
+    res = Results(tree["out"])
+    bias = res.bias("gender")
+    assert sorted(bias["concept"]) == ["chef", "doctor", "nurse"]
+    assert (bias["step"].astype(str) == "all").all()
+    profile = res.bias_profile("gender")
+    assert profile.shape == (3, 2)  # three concepts, two kept steps
+    sim = res.similarity()
+    assert list(sim.index) == sorted(c for c, *_ in ROWS)
+    np.testing.assert_allclose(np.diag(sim.to_numpy()), 1.0, rtol=1e-5)
+    assert res.similarity(step=1).shape == sim.shape
+    assert set(res.clusters()["concept"]) == {"doctor", "nurse", "chef"}
+    dirs = res.directions()
+    assert list(dirs.columns[:2]) == ["set", "split_half"]
+    np.testing.assert_allclose(np.linalg.norm(dirs.iloc[:, 2:].to_numpy(), axis=1), 1, rtol=1e-5)
+    assert res.settings()["sampling"]["steps"] == 2
+
+
+def test_activations_have_named_dimensions(tree):
+    res = Results(tree["out"])
+    acts = res.activations("nurse")
+    values = getattr(acts, "values", acts)
+    assert values.shape[:3] == (1, 2, 2)  # one prompt, two seeds, two steps
+    if hasattr(acts, "dims"):
+        assert acts.dims == ("prompt", "seed", "step", "channel")
+        assert list(acts.coords["prompt"].values) == ["a photo of a nurse"]
+
+
+def test_missing_things_are_named(tree):
+    res = Results(tree["out"])
+    with pytest.raises(StoreError, match="descriptors.tsv"):
+        res.descriptors()
+    with pytest.raises(StoreError, match="'engineer'"):
+        res.activations("engineer")
+    with pytest.raises(StoreError, match="no such results tree"):
+        Results(tree["root"] / "nowhere")
