@@ -6,6 +6,8 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 CORES ?= all
 export HF_HUB_OFFLINE ?= 1
+# Shell rules call `python`: let it be the project's interpreter, as after `source .venv/bin/activate`.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: install demo test lint report clean-results
 

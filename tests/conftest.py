@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
 
 # Set before torch, transformers or diffusers are imported anywhere (subprocesses inherit these).
 os.environ["HF_HUB_OFFLINE"] = "1"
+# Shell rules run `python`: in workflow tests it must be this interpreter (an unactivated venv).
+os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ["OMP_NUM_THREADS"] = "1"
