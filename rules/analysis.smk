@@ -4,7 +4,12 @@ rule defaults:
         shards=lambda w: shards_for(defaults_concepts(w.name)),
         baseline=f"{TREE}/activations/{BASELINE_ID}.h5",
     output:
-        table=f"{TREE}/analysis/defaults/{{name}}/bias.tsv",
+        table=report(
+            f"{TREE}/analysis/defaults/{{name}}/bias.tsv",
+            caption="../resources/report/bias_table.rst",
+            category="Defaults",
+            subcategory="{name}",
+        ),
         bar=report(
             f"{TREE}/analysis/defaults/{{name}}/bias_bar.png",
             caption="../resources/report/bias_bar.rst",
@@ -47,7 +52,11 @@ rule descriptors:
         shards=shards_for(descriptor_concepts()),
         baseline=f"{TREE}/activations/{BASELINE_ID}.h5",
     output:
-        table=f"{TREE}/analysis/descriptors/descriptors.tsv",
+        table=report(
+            f"{TREE}/analysis/descriptors/descriptors.tsv",
+            caption="../resources/report/descriptors_table.rst",
+            category="Descriptors",
+        ),
         top=f"{TREE}/analysis/descriptors/top_descriptors.tsv",
         figure=report(
             f"{TREE}/analysis/descriptors/descriptors.png",
