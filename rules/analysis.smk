@@ -5,34 +5,34 @@ rule defaults:
         baseline=f"{TREE}/activations/{BASELINE_ID}.h5",
     output:
         table=report(
-            f"{TREE}/analysis/defaults/{{name}}/bias.tsv",
+            f"{TREE}/{{readout}}/analysis/defaults/{{name}}/bias.tsv",
             caption="../resources/report/bias_table.rst",
-            category="Defaults",
+            category="Defaults ({readout} readout)",
             subcategory="{name}",
         ),
         bar=report(
-            f"{TREE}/analysis/defaults/{{name}}/bias_bar.png",
+            f"{TREE}/{{readout}}/analysis/defaults/{{name}}/bias_bar.png",
             caption="../resources/report/bias_bar.rst",
-            category="Defaults",
+            category="Defaults ({readout} readout)",
             subcategory="{name}",
         ),
         profile=report(
-            f"{TREE}/analysis/defaults/{{name}}/bias_profile.png",
+            f"{TREE}/{{readout}}/analysis/defaults/{{name}}/bias_profile.png",
             caption="../resources/report/bias_profile.rst",
-            category="Defaults",
+            category="Defaults ({readout} readout)",
             subcategory="{name}",
         ),
         scatter=report(
-            f"{TREE}/analysis/defaults/{{name}}/reference_scatter.png",
+            f"{TREE}/{{readout}}/analysis/defaults/{{name}}/reference_scatter.png",
             caption="../resources/report/bias_reference.rst",
-            category="Defaults",
+            category="Defaults ({readout} readout)",
             subcategory="{name}",
         ),
-        correlation=f"{TREE}/analysis/defaults/{{name}}/reference_correlation.tsv",
+        correlation=f"{TREE}/{{readout}}/analysis/defaults/{{name}}/reference_correlation.tsv",
     log:
-        f"{TREE}/logs/defaults/{{name}}.log",
+        f"{TREE}/logs/defaults/{{readout}}-{{name}}.log",
     benchmark:
-        f"{TREE}/benchmarks/defaults/{{name}}.tsv"
+        f"{TREE}/benchmarks/defaults/{{readout}}-{{name}}.tsv"
     conda:
         "../envs/cpu.yaml"
     params:
@@ -53,20 +53,20 @@ rule descriptors:
         baseline=f"{TREE}/activations/{BASELINE_ID}.h5",
     output:
         table=report(
-            f"{TREE}/analysis/descriptors/descriptors.tsv",
+            f"{TREE}/{{readout}}/analysis/descriptors/descriptors.tsv",
             caption="../resources/report/descriptors_table.rst",
-            category="Descriptors",
+            category="Descriptors ({readout} readout)",
         ),
-        top=f"{TREE}/analysis/descriptors/top_descriptors.tsv",
+        top=f"{TREE}/{{readout}}/analysis/descriptors/top_descriptors.tsv",
         figure=report(
-            f"{TREE}/analysis/descriptors/descriptors.png",
+            f"{TREE}/{{readout}}/analysis/descriptors/descriptors.png",
             caption="../resources/report/descriptors.rst",
-            category="Descriptors",
+            category="Descriptors ({readout} readout)",
         ),
     log:
-        f"{TREE}/logs/descriptors.log",
+        f"{TREE}/logs/descriptors/{{readout}}.log",
     benchmark:
-        f"{TREE}/benchmarks/descriptors.tsv"
+        f"{TREE}/benchmarks/descriptors/{{readout}}.tsv"
     conda:
         "../envs/cpu.yaml"
     params:
@@ -84,34 +84,38 @@ rule descriptors:
 rule cluster_figures:
     """Dendrogram, ordered similarity heatmap, 2-D map and silhouette curve."""
     input:
-        matrix=f"{TREE}/clusters/similarity.tsv",
-        clusters=f"{TREE}/clusters/clusters.tsv",
-        silhouette=f"{TREE}/clusters/silhouette.tsv",
+        matrix=f"{TREE}/{{readout}}/clusters/{{variant}}/similarity.tsv",
+        clusters=f"{TREE}/{{readout}}/clusters/{{variant}}/clusters.tsv",
+        silhouette=f"{TREE}/{{readout}}/clusters/{{variant}}/silhouette.tsv",
     output:
         dendrogram=report(
-            f"{TREE}/analysis/clusters/dendrogram.png",
+            f"{TREE}/{{readout}}/analysis/clusters/{{variant}}/dendrogram.png",
             caption="../resources/report/dendrogram.rst",
-            category="Clusters",
+            category="Clusters ({readout} readout)",
+            subcategory="{variant}",
         ),
         heatmap=report(
-            f"{TREE}/analysis/clusters/similarity_heatmap.png",
+            f"{TREE}/{{readout}}/analysis/clusters/{{variant}}/similarity_heatmap.png",
             caption="../resources/report/similarity_heatmap.rst",
-            category="Clusters",
+            category="Clusters ({readout} readout)",
+            subcategory="{variant}",
         ),
         map=report(
-            f"{TREE}/analysis/clusters/concept_map.png",
+            f"{TREE}/{{readout}}/analysis/clusters/{{variant}}/concept_map.png",
             caption="../resources/report/concept_map.rst",
-            category="Clusters",
+            category="Clusters ({readout} readout)",
+            subcategory="{variant}",
         ),
         silhouette=report(
-            f"{TREE}/analysis/clusters/silhouette.png",
+            f"{TREE}/{{readout}}/analysis/clusters/{{variant}}/silhouette.png",
             caption="../resources/report/silhouette.rst",
-            category="Clusters",
+            category="Clusters ({readout} readout)",
+            subcategory="{variant}",
         ),
     log:
-        f"{TREE}/logs/cluster_figures.log",
+        f"{TREE}/logs/cluster_figures/{{readout}}-{{variant}}.log",
     benchmark:
-        f"{TREE}/benchmarks/cluster_figures.tsv"
+        f"{TREE}/benchmarks/cluster_figures/{{readout}}-{{variant}}.tsv"
     conda:
         "../envs/cpu.yaml"
     params:
@@ -155,7 +159,6 @@ rule extract_vocabulary:
     params:
         settings=canonical_json(SETTINGS),
         settings_hash=HASH,
-        runtime=canonical_json(RUNTIME),
     script:
         "../scripts/extract_activations.py"
 
@@ -168,22 +171,24 @@ rule discovery:
             chunk=VOCAB_CHUNKS[w.vocab],
         ),
         baseline=f"{TREE}/activations/{BASELINE_ID}.h5",
-        directions=expand(f"{TREE}/directions/{{bucket}}.h5", bucket=concept_buckets()),
+        directions=expand(
+            f"{TREE}/{{{{readout}}}}/directions/{{bucket}}.h5", bucket=concept_buckets()
+        ),
     output:
         table=report(
-            f"{TREE}/analysis/discovery/{{vocab}}/discovery.tsv",
+            f"{TREE}/{{readout}}/analysis/discovery/{{vocab}}/discovery.tsv",
             caption="../resources/report/discovery_table.rst",
-            category="Discovery",
+            category="Discovery ({readout} readout)",
         ),
         figure=report(
-            f"{TREE}/analysis/discovery/{{vocab}}/discovery.png",
+            f"{TREE}/{{readout}}/analysis/discovery/{{vocab}}/discovery.png",
             caption="../resources/report/discovery.rst",
-            category="Discovery",
+            category="Discovery ({readout} readout)",
         ),
     log:
-        f"{TREE}/logs/discovery/{{vocab}}.log",
+        f"{TREE}/logs/discovery/{{readout}}-{{vocab}}.log",
     benchmark:
-        f"{TREE}/benchmarks/discovery/{{vocab}}.tsv"
+        f"{TREE}/benchmarks/discovery/{{readout}}-{{vocab}}.tsv"
     conda:
         "../envs/cpu.yaml"
     params:

@@ -39,23 +39,27 @@ BUCKETS = buckets(
 )
 BUCKETS[BASELINE_ID] = [BASELINE_ID]
 ANALYSIS = config["analysis"]
-IS_REFERENCE_MODEL = (Path(config["model"]["id"]) / "scalex_reference.json").is_file()
+#: A reference-world model lives in resources/worlds/<world>/model next to its world table.
+WORLD_TABLE = Path(config["model"]["id"]).parent / "world.tsv"
+IS_REFERENCE_MODEL = (
+    Path(config["model"]["id"]) / "scalex_reference.json"
+).is_file() and WORLD_TABLE.is_file()
 BOOTSTRAP = canonical_json(
     {key: ANALYSIS[key] for key in ("bootstrap", "confidence", "seed")}
 )
-RUNTIME = {
-    key: config[section][key]
-    for section, keys in (
-        ("sampling", ("device", "batch_size")),
-        ("extraction", ("progress", "compression")),
-    )
-    for key in keys
-}
+#: Every analysis runs on each stored readout; steering and projection use the primary one.
+READOUTS = config["extraction"]["readouts"]
+PRIMARY = config["directions"]["readout"]
+#: Clusters are always computed raw, and also after removing the declared identity axes.
+CLUSTER_VARIANTS = ["raw"] + (["axes_removed"] if config["clustering"]["remove_axes"] else [])
+DECLARED_VARIANT = CLUSTER_VARIANTS[-1]
 
 
 wildcard_constraints:
     concept=r"[a-z0-9][a-z0-9_.-]*",
     bucket=r"b[0-9]{4}|baseline",
+    readout=r"prompt|content|text",
+    variant=r"raw|axes_removed",
 
 
 def concept_spec(wildcards):
@@ -138,24 +142,42 @@ def vocabulary_spec(wildcards):
     return canonical_json(record)
 
 
-def all_outputs():
-    outputs = [
-        f"{TREE}/similarity/similarity.tsv",
-        f"{TREE}/clusters/clusters.tsv",
-        f"{TREE}/analysis/clusters/dendrogram.png",
-    ]
-    outputs += [
-        f"{TREE}/analysis/defaults/{name}/bias.tsv" for name in ANALYSIS["defaults"]
-    ]
+def readout_outputs(readout):
+    """What the workflow makes for one readout."""
+    r = f"{TREE}/{readout}"
+    outputs = [f"{r}/similarity/similarity.tsv"]
+    for variant in CLUSTER_VARIANTS:
+        outputs += [
+            f"{r}/clusters/{variant}/clusters.tsv",
+            f"{r}/analysis/clusters/{variant}/dendrogram.png",
+        ]
+    outputs += [f"{r}/analysis/defaults/{name}/bias.tsv" for name in ANALYSIS["defaults"]]
     if ANALYSIS["descriptors"]["enabled"] and descriptor_concepts():
-        outputs.append(f"{TREE}/analysis/descriptors/descriptors.tsv")
+        outputs.append(f"{r}/analysis/descriptors/descriptors.tsv")
     outputs += [
-        f"{TREE}/analysis/discovery/{name}/discovery.tsv"
+        f"{r}/analysis/discovery/{name}/discovery.tsv"
         for name in ANALYSIS["discovery"]["vocabularies"]
     ]
+    if validation_possible():
+        outputs.append(f"{r}/validation/summary.tsv")
+    return outputs
+
+
+def validation_possible():
+    """Ground truth exists: a reference-world model with the analyses validation reads."""
+    return (
+        IS_REFERENCE_MODEL
+        and "gender" in ANALYSIS["defaults"]
+        and ANALYSIS["descriptors"]["enabled"]
+        and bool(descriptor_concepts())
+    )
+
+
+def all_outputs():
+    outputs = [out for readout in READOUTS for out in readout_outputs(readout)]
     outputs += conditioning_outputs()
-    if IS_REFERENCE_MODEL and "gender" in ANALYSIS["defaults"]:
-        outputs.append(f"{config['results']}/validation/summary.tsv")
+    if validation_possible():
+        outputs.append(f"{TREE}/validation/summary.tsv")
     return outputs
 
 
@@ -168,7 +190,7 @@ def directions_for(concept_ids):
     """The direction files (one per hash bucket) that hold the concepts."""
     return sorted(
         {
-            f"{TREE}/directions/{bucket_of(c, config['extraction']['buckets'])}.h5"
+            f"{TREE}/{PRIMARY}/directions/{bucket_of(c, config['extraction']['buckets'])}.h5"
             for c in concept_ids
         }
     )

@@ -25,7 +25,6 @@ rule steering:
     params:
         settings=canonical_json(SETTINGS),
         settings_hash=HASH,
-        runtime=canonical_json(RUNTIME),
         spec=lambda w: canonical_json(ANALYSIS["steering"][w.name]),
         tap=config["directions"]["tap"],
     script:
@@ -63,7 +62,6 @@ rule projection:
     params:
         settings=canonical_json(SETTINGS),
         settings_hash=HASH,
-        runtime=canonical_json(RUNTIME),
         spec=lambda w: canonical_json(ANALYSIS["projection"][w.name]),
         images_dir=lambda w: ANALYSIS["projection"][w.name]["images"],
         tap=config["directions"]["tap"],

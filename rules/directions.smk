@@ -1,14 +1,14 @@
 rule directions:
-    """Seed-paired concept directions of one bucket, per step and aggregated."""
+    """Seed-paired concept directions of one bucket and readout, per step and aggregated."""
     input:
         shard=f"{TREE}/activations/{{bucket}}.h5",
         baseline=f"{TREE}/activations/{BASELINE_ID}.h5",
     output:
-        f"{TREE}/directions/{{bucket}}.h5",
+        f"{TREE}/{{readout}}/directions/{{bucket}}.h5",
     log:
-        f"{TREE}/logs/directions/{{bucket}}.log",
+        f"{TREE}/logs/directions/{{readout}}-{{bucket}}.log",
     benchmark:
-        f"{TREE}/benchmarks/directions/{{bucket}}.tsv"
+        f"{TREE}/benchmarks/directions/{{readout}}-{{bucket}}.tsv"
     wildcard_constraints:
         bucket=r"b[0-9]{4}",
     conda:

@@ -13,9 +13,10 @@ rule extract:
     threads: 8
     resources:
         gpu=1,
+    # Only what changes the activations is a param: device, batch size, progress and
+    # compression are read from the config inside the job, so changing them reruns nothing.
     params:
         settings=canonical_json(SETTINGS),
         settings_hash=HASH,
-        runtime=canonical_json(RUNTIME),
     script:
         "../scripts/extract_activations.py"

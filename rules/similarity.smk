@@ -1,14 +1,16 @@
 rule similarity:
     """Cosine similarity of all concept directions, per step and aggregated."""
     input:
-        expand(f"{TREE}/directions/{{bucket}}.h5", bucket=concept_buckets()),
+        expand(
+            f"{TREE}/{{{{readout}}}}/directions/{{bucket}}.h5", bucket=concept_buckets()
+        ),
     output:
-        h5=f"{TREE}/similarity/similarity.h5",
-        tsv=f"{TREE}/similarity/similarity.tsv",
+        h5=f"{TREE}/{{readout}}/similarity/similarity.h5",
+        tsv=f"{TREE}/{{readout}}/similarity/similarity.tsv",
     log:
-        f"{TREE}/logs/similarity.log",
+        f"{TREE}/logs/similarity/{{readout}}.log",
     benchmark:
-        f"{TREE}/benchmarks/similarity.tsv"
+        f"{TREE}/benchmarks/similarity/{{readout}}.tsv"
     conda:
         "../envs/cpu.yaml"
     params:
@@ -18,18 +20,21 @@ rule similarity:
 
 
 rule clusters:
-    """Hierarchical clusters of concepts, the number of clusters chosen by silhouette."""
+    """Hierarchical clusters of concepts: k by silhouette, or 1 when a permutation null finds
+    no structure; raw, or after removing the declared identity axes (variant)."""
     input:
-        similarity=f"{TREE}/similarity/similarity.h5",
-        directions=expand(f"{TREE}/directions/{{bucket}}.h5", bucket=concept_buckets()),
+        similarity=f"{TREE}/{{readout}}/similarity/similarity.h5",
+        directions=expand(
+            f"{TREE}/{{{{readout}}}}/directions/{{bucket}}.h5", bucket=concept_buckets()
+        ),
     output:
-        clusters=f"{TREE}/clusters/clusters.tsv",
-        silhouette=f"{TREE}/clusters/silhouette.tsv",
-        matrix=f"{TREE}/clusters/similarity.tsv",
+        clusters=f"{TREE}/{{readout}}/clusters/{{variant}}/clusters.tsv",
+        silhouette=f"{TREE}/{{readout}}/clusters/{{variant}}/silhouette.tsv",
+        matrix=f"{TREE}/{{readout}}/clusters/{{variant}}/similarity.tsv",
     log:
-        f"{TREE}/logs/clusters.log",
+        f"{TREE}/logs/clusters/{{readout}}-{{variant}}.log",
     benchmark:
-        f"{TREE}/benchmarks/clusters.tsv"
+        f"{TREE}/benchmarks/clusters/{{readout}}-{{variant}}.tsv"
     conda:
         "../envs/cpu.yaml"
     params:

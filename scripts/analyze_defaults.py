@@ -17,6 +17,7 @@ def work():
         smk.params.settings_hash,
         smk.params.tap,
         smk.params.space,
+        readout=smk.wildcards.readout,
     )
     targets = [c for c in smk.params.concepts if c not in spec["pair"]]
     run_defaults(

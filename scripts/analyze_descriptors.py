@@ -16,6 +16,7 @@ def work():
         smk.params.settings_hash,
         smk.params.tap,
         smk.params.space,
+        readout=smk.wildcards.readout,
     )
     run_descriptors(
         data,

@@ -19,7 +19,9 @@ run_rule(
         method=opts["linkage"],
         k_min=opts["k_min"],
         k_max=opts["k_max"],
-        remove=opts["remove_axes"],
+        remove=opts["remove_axes"] if smk.wildcards.variant == "axes_removed" else [],
+        null_permutations=opts["null_permutations"],
+        null_alpha=opts["null_alpha"],
         direction_files=smk.input.directions,
     ),
 )

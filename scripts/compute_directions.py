@@ -13,5 +13,6 @@ run_rule(
         smk.params.settings_hash,
         tap=smk.params.tap,
         kind=smk.params.space,
+        readout=smk.wildcards.readout,
     ),
 )

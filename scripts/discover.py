@@ -19,5 +19,6 @@ run_rule(
         smk.params.tap,
         smk.params.space,
         smk.params.top_k,
+        readout=smk.wildcards.readout,
     ),
 )

@@ -3,6 +3,7 @@
 import json
 import logging
 
+from scalex.config import runtime_options
 from scalex.jobs import extract_shard
 from scalex.rulekit import run_rule
 
@@ -15,7 +16,7 @@ def work():
         smk.output[0],
         json.loads(smk.params.settings),
         smk.params.settings_hash,
-        runtime=json.loads(smk.params.runtime),
+        runtime=runtime_options(smk.config),
     )
     rate = timings["samples"] / max(timings["extract_s"], 1e-9)
     logging.getLogger("scalex").info(

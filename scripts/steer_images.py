@@ -3,6 +3,7 @@
 import json
 
 from scalex.conditioning import run_steering
+from scalex.config import runtime_options
 from scalex.rulekit import run_rule
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
@@ -16,6 +17,6 @@ run_rule(
         smk.params.settings_hash,
         json.loads(smk.params.spec),
         tap=smk.params.tap,
-        runtime=json.loads(smk.params.runtime),
+        runtime=runtime_options(smk.config),
     ),
 )

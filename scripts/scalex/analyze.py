@@ -18,7 +18,7 @@ import pandas as pd
 from scalex.directions import paired_differences
 from scalex.errors import ConfigError
 from scalex.jobs import _atomic_text, read_directions
-from scalex.store import ACTIVATIONS, open_checked, read_activations, read_strings
+from scalex.store import ACTIVATIONS, open_checked, read_activations, read_strings, readout_steps
 
 log = logging.getLogger("scalex")
 
@@ -48,6 +48,7 @@ def load_concept_diffs(
     tap: str,
     kind: str,
     seeds: Sequence[int] | None = None,
+    readout: str = "prompt",
 ) -> dict[str, Any]:
     """Paired differences (P, S, T, D) and template indices of concepts, by id.
 
@@ -55,9 +56,9 @@ def load_concept_diffs(
     ``seeds`` keeps only those seeds (default all). Also returns the step labels (timesteps).
     """
     with open_checked(baseline, ACTIVATIONS, settings_hash) as fb:
-        base = read_activations(fb, "baseline", tap, kind)
+        base = read_activations(fb, "baseline", tap, kind, readout)
         all_seeds = [int(s) for s in fb.attrs["seeds"]]
-        timesteps = [int(t) for t in fb.attrs["timesteps"]]
+        timesteps = readout_steps(fb, readout)[1]
     pick = slice(None) if seeds is None else [all_seeds.index(int(s)) for s in seeds]
     base = base[:, pick]
     diffs, templates, prompts = {}, {}, {}
@@ -69,7 +70,7 @@ def load_concept_diffs(
             for cid in ids:
                 if f"concepts/{cid}" not in f:
                     raise ConfigError(f"{shard}: holds no concept {cid!r}")
-                acts = read_activations(f, cid, tap, kind)[:, pick]
+                acts = read_activations(f, cid, tap, kind, readout)[:, pick]
                 diffs[cid] = paired_differences(acts, base)
                 templates[cid] = f[f"concepts/{cid}/template_index"][()]
                 prompts[cid] = read_strings(f[f"concepts/{cid}/prompts"])
@@ -208,7 +209,8 @@ def run_cluster_figures(
     )
     curve = pd.read_csv(silhouette_tsv, sep="\t")
     if len(curve):
-        chosen = int(curve.loc[curve["chosen"], "k"].iloc[0])
+        # k = 1 (no structure by the permutation null) is no row of the curve
+        chosen = int(curve.loc[curve["chosen"], "k"].iloc[0]) if curve["chosen"].any() else 1
         figures.silhouette_curve(curve["k"], curve["silhouette"], chosen, out / "silhouette.png")
     else:
         _placeholder_figure(out / "silhouette.png", "too few concepts for a silhouette curve")
@@ -251,7 +253,12 @@ def query_directions(
 
 
 def vocabulary_latents(
-    chunks: Sequence[str | Path], baseline: str | Path, settings_hash: str, tap: str, kind: str
+    chunks: Sequence[str | Path],
+    baseline: str | Path,
+    settings_hash: str,
+    tap: str,
+    kind: str,
+    readout: str = "prompt",
 ) -> tuple[list[str], list[str], np.ndarray]:
     """Seed-averaged, step-averaged differences to the baseline of every vocabulary prompt."""
     terms, prompts, rows = [], [], []
@@ -259,7 +266,9 @@ def vocabulary_latents(
         with open_checked(chunk, ACTIVATIONS, settings_hash) as f:
             cid = next(iter(f["concepts"]))
             seeds = [int(s) for s in f.attrs["seeds"]]
-        data = load_concept_diffs({cid: chunk}, baseline, settings_hash, tap, kind, seeds)
+        data = load_concept_diffs(
+            {cid: chunk}, baseline, settings_hash, tap, kind, seeds, readout=readout
+        )
         diffs = data["diffs"][cid]
         rows.append(diffs.mean(axis=(1, 2)))
         prompts += data["prompts"][cid]
@@ -278,6 +287,7 @@ def run_discovery(
     tap: str,
     kind: str,
     top_k: int,
+    readout: str = "prompt",
 ) -> pd.DataFrame:
     """Rank a vocabulary by alignment with each query direction; table and figure."""
     from scalex.analysis import figures
@@ -285,7 +295,9 @@ def run_discovery(
 
     out = Path(out_dir)
     names, qvec = query_directions(direction_files, settings_hash, queries)
-    terms, _, latents = vocabulary_latents(chunks, baseline, settings_hash, tap, kind)
+    terms, _, latents = vocabulary_latents(
+        chunks, baseline, settings_hash, tap, kind, readout=readout
+    )
     table = rank_vocabulary(latents, terms, qvec, query_names=names, k=top_k)
     write_tsv(table, out / "discovery.tsv")
     figures.discovery_bars(table, out / "discovery.png")

@@ -62,6 +62,20 @@ def validate_config(cfg: dict[str, Any], base: str | Path = ".") -> dict[str, An
         raise ConfigError(
             f"directions.space {direc['space']!r} needs extraction.store to include it"
         )
+    if direc["readout"] not in ext["readouts"]:
+        raise ConfigError(
+            f"directions.readout {direc['readout']!r} is not in extraction.readouts "
+            f"{ext['readouts']}"
+        )
+    if "content" in ext["readouts"] and ext["content_prompt"] is None:
+        from scalex.concepts import baseline_concept
+
+        ext["content_prompt"] = baseline_concept(cfg).prompts[0]
+    if "content" in ext["readouts"] and ext["keep_steps"] and max(ext["keep_steps"]) == 0:
+        raise ConfigError(
+            "extraction.readouts has 'content', which reads steps after the first: "
+            "extraction.keep_steps must keep a step above 0"
+        )
     if clus["k_max"] < clus["k_min"]:
         raise ConfigError("clustering.k_max must be at least clustering.k_min")
     steps = cfg["sampling"]["steps"]
@@ -147,6 +161,20 @@ def _schema_error(cfg: dict[str, Any]) -> str | None:
     return f"config key {key}: {err.message}"
 
 
+def runtime_options(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Settings that never change a result (device, batch size, progress, compression).
+
+    Rules read them from the config inside the job instead of taking them as ``params``, so
+    changing one reruns nothing and never deletes a finished output.
+    """
+    return {
+        key: cfg[section][key]
+        for section, keys in NON_SEMANTIC.items()
+        for key in keys
+        if key != "buckets"
+    }
+
+
 def seeds(cfg: dict[str, Any]) -> list[int]:
     """The seed list, from an explicit list or a ``{start, count}`` range."""
     spec = cfg["sampling"]["seeds"]
@@ -161,11 +189,20 @@ def canonical_json(value: Any) -> str:
 
 
 def extraction_settings(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The settings that determine activations: model, sampling, seeds and tap points."""
+    """The settings that determine activations: model (with a digest of its content), sampling,
+    seeds, tap points and readouts."""
     sampling = {k: v for k, v in cfg["sampling"].items() if k not in NON_SEMANTIC["sampling"]}
     sampling["seeds"] = seeds(cfg)
     extraction = {k: v for k, v in cfg["extraction"].items() if k not in NON_SEMANTIC["extraction"]}
-    return {"model": dict(cfg["model"]), "sampling": sampling, "extraction": extraction}
+    model = dict(cfg["model"])
+    model["content"] = _model_content(model["id"], model.get("revision"))
+    return {"model": model, "sampling": sampling, "extraction": extraction}
+
+
+def _model_content(model_id: str, revision: str | None) -> str | None:
+    from scalex.provenance import model_content
+
+    return model_content(model_id, revision)
 
 
 def settings_hash(cfg: dict[str, Any]) -> str:
@@ -174,8 +211,11 @@ def settings_hash(cfg: dict[str, Any]) -> str:
 
 
 def model_slug(model_id: str) -> str:
-    """A short, path-safe name for a model id or folder."""
-    name = Path(model_id.rstrip("/")).name or "model"
+    """A short, path-safe name for a model id or folder (``worlds/opposed/model`` -> opposed)."""
+    path = Path(model_id.rstrip("/"))
+    name = path.name or "model"
+    if name == "model" and path.parent.name:
+        name = path.parent.name
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-").lower() or "model"
 
 

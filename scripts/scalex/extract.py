@@ -8,6 +8,24 @@ noise exactly as the stock pipeline does for one prompt with
 noise between steps (LCM, ancestral samplers), steps each sample with its own generator, so a user
 can render with the stock pipeline the very image whose H-space was measured, and a (prompt, seed)
 gives the same activations whatever batch it lands in.
+
+Three *readouts* can be stored from one trajectory (``SamplingSettings.readouts``):
+
+- ``prompt``: the published SCALEX readout, the UNet's output at the tap while it denoises the
+  sample under the sample's own prompt. It mixes what the sample's latent ``x_t`` holds with what
+  the text encoder says about the prompt (cross-attention), so it carries the text encoder's
+  associations as well as the model's generations.
+- ``content``: the same trajectory ``x_t``, read by one extra UNet forward per kept step under a
+  fixed text conditioning (``content_prompt``, by default the baseline's first prompt) for every
+  sample. Differences between prompts then come only from ``x_t``: from what the model is
+  generating. With classifier-free guidance the trajectory is the guided one, and the content
+  readout is the conditional branch under ``content_prompt``. At the first step ``x_t`` is the
+  seed's noise for every prompt, so the content readout skips step index 0 (its differences are
+  zero by construction).
+- ``text``: the text-encoder control. The prompt's text conditioning as the UNet receives it
+  (``encode_prompt``'s token states; for SDXL both encoders' concatenated states), no UNet at
+  all, stored as channels x tokens (pooled: the mean over tokens). Any finding that this readout
+  reproduces is already in the text encoder.
 """
 
 from __future__ import annotations
@@ -43,6 +61,8 @@ class SamplingSettings:
     taps: tuple[str, ...] = ("mid_block",)
     store: tuple[str, ...] = ("pooled",)
     negative_prompt: str = ""
+    readouts: tuple[str, ...] = ("prompt",)
+    content_prompt: str = "a photo of a person"
 
     def kept_steps(self) -> list[int]:
         """Indices of the denoising steps whose activations are kept (all when unset)."""
@@ -55,6 +75,11 @@ class SamplingSettings:
         return kept
 
 
+READOUTS = ("prompt", "content", "text")
+#: the pseudo-tap under which the text readout is stored
+TEXT_TAP = "text_encoder"
+
+
 @dataclass
 class Activations:
     """Activations of N samples: ``data[tap][kind]`` has shape (N, T, C) or (N, T, C, h, w)."""
@@ -62,6 +87,16 @@ class Activations:
     timesteps: np.ndarray
     step_indices: np.ndarray
     data: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+
+def readout_steps(readout: str, kept: Sequence[int]) -> list[int]:
+    """The step indices a readout keeps: the text readout has one pseudo-step (-1), the content
+    readout drops step 0 (zero differences by construction)."""
+    if readout == "text":
+        return [-1]
+    if readout == "content":
+        return [i for i in kept if i > 0]
+    return list(kept)
 
 
 class TraceModules(contextlib.AbstractContextManager):
@@ -143,6 +178,22 @@ class HSpaceExtractor:
                 f"sampling.height/width must be multiples of {vae_scale} for this model"
             )
         self.kept = settings.kept_steps()
+        unknown = sorted(set(settings.readouts) - set(READOUTS))
+        if unknown or not settings.readouts:
+            raise ExtractionError(
+                f"extraction.readouts {list(settings.readouts)} must be a non-empty subset of "
+                f"{list(READOUTS)}"
+            )
+        if "content" in settings.readouts and not readout_steps("content", self.kept):
+            raise ExtractionError(
+                "extraction.readouts has 'content', which reads steps after the first, but "
+                "extraction.keep_steps keeps only step 0"
+            )
+        self.unet_readouts = [r for r in settings.readouts if r != "text"]
+        # the last step whose UNet output is needed (early stop)
+        self.last_step = max(
+            (readout_steps(r, self.kept)[-1] for r in self.unet_readouts), default=-1
+        )
         self._embed_cache: dict[str, dict[str, torch.Tensor]] = {}
         self._uncond: dict[str, torch.Tensor] | None = None
 
@@ -180,7 +231,12 @@ class HSpaceExtractor:
                 self._embed_cache[prompt] = self._encode_one(prompt)
         return self._embed_cache[prompt]
 
-    def _conditioning(self, prompts: Sequence[str]) -> tuple[torch.Tensor, dict | None]:
+    def _conditioning(
+        self, prompts: Sequence[str], cfg: bool | None = None
+    ) -> tuple[torch.Tensor, dict | None]:
+        """Cross-attention states and SDXL's added conditions for a batch of prompts (with the
+        unconditional half first when ``cfg``)."""
+        cfg = self.cfg if cfg is None else cfg
         encoded = [self.encode(p) for p in prompts]
         embeds = torch.cat([e["embeds"] for e in encoded])
         added = None
@@ -196,7 +252,7 @@ class HSpaceExtractor:
             ).to(self.device)
             time_ids = time_ids.repeat(len(prompts), 1)
             added = {"text_embeds": pooled, "time_ids": time_ids}
-        if self.cfg:
+        if cfg:
             assert self._uncond is not None
             n = len(prompts)
             embeds = torch.cat([self._uncond["embeds"].expand(n, -1, -1), embeds])
@@ -241,17 +297,25 @@ class HSpaceExtractor:
         scheduler.set_timesteps(self.settings.steps, device=self.device)
         return scheduler.timesteps
 
-    def run_batch(self, prompts: Sequence[str], seeds: Sequence[int]) -> Activations:
-        """Activations of the samples (prompts[i], seeds[i]) at the kept steps."""
+    def run_batch(self, prompts: Sequence[str], seeds: Sequence[int]) -> dict[str, Activations]:
+        """Activations of the samples (prompts[i], seeds[i]) per readout at its kept steps."""
         import copy
 
         settings = self.settings
+        n = len(prompts)
+        out: dict[str, Activations] = {}
+        if "text" in settings.readouts:
+            out["text"] = self._text_readout(prompts)
+        if not self.unet_readouts:
+            return out
         scheduler = copy.deepcopy(self.pipe.scheduler)  # per-batch state (step index, history)
         timesteps = self._timesteps(scheduler)
         per_sample = _steps_per_sample(scheduler)
-        n = len(prompts)
         generators = self._generators(seeds)
         embeds, added = self._conditioning(prompts)
+        content = None
+        if "content" in settings.readouts:
+            content = self._conditioning([settings.content_prompt] * n, cfg=False)
         latents = self.initial_noise(generators, scheduler)
         timestep_cond = None
         if self.guidance_embedding:
@@ -262,30 +326,43 @@ class HSpaceExtractor:
         step_kwargs: dict[str, Any] = {}
         if "eta" in inspect.signature(scheduler.step).parameters:
             step_kwargs["eta"] = settings.eta
-        last = self.kept[-1]
-        kept_set = set(self.kept)
-        collected: dict[str, dict[str, list[np.ndarray]]] = {
-            tap: {kind: [] for kind in settings.store} for tap in settings.taps
+        steps = {r: readout_steps(r, self.kept) for r in self.unet_readouts}
+        collected = {
+            r: {tap: {kind: [] for kind in settings.store} for tap in settings.taps}
+            for r in self.unet_readouts
         }
         with TraceModules(self.unet, settings.taps) as trace, torch.inference_mode():
             for i, t in enumerate(timesteps):
-                model_in = torch.cat([latents] * 2) if self.cfg else latents
-                model_in = scheduler.scale_model_input(model_in, t)
-                noise_pred = self.unet(
-                    model_in,
-                    t,
-                    encoder_hidden_states=embeds,
-                    timestep_cond=timestep_cond,
-                    added_cond_kwargs=added,
-                    return_dict=False,
-                )[0]
-                if i in kept_set:
+                # The trajectory's own forward is needed to step on, or for the prompt readout.
+                if i < self.last_step or i in steps.get("prompt", ()):
+                    model_in = torch.cat([latents] * 2) if self.cfg else latents
+                    model_in = scheduler.scale_model_input(model_in, t)
+                    noise_pred = self.unet(
+                        model_in,
+                        t,
+                        encoder_hidden_states=embeds,
+                        timestep_cond=timestep_cond,
+                        added_cond_kwargs=added,
+                        return_dict=False,
+                    )[0]
+                    if i in steps.get("prompt", ()):
+                        for tap in settings.taps:
+                            h = trace.outputs[tap]
+                            if self.cfg:
+                                h = h[n:] if settings.branch == "cond" else h[:n]
+                            self._collect(collected["prompt"][tap], h)
+                if content is not None and i in steps["content"]:
+                    self.unet(
+                        scheduler.scale_model_input(latents, t),
+                        t,
+                        encoder_hidden_states=content[0],
+                        timestep_cond=timestep_cond,
+                        added_cond_kwargs=content[1],
+                        return_dict=False,
+                    )
                     for tap in settings.taps:
-                        out = trace.outputs[tap]
-                        if self.cfg:
-                            out = out[n:] if settings.branch == "cond" else out[:n]
-                        self._collect(collected[tap], out)
-                if i == last:
+                        self._collect(collected["content"][tap], trace.outputs[tap])
+                if i == self.last_step:
                     break
                 if self.cfg:
                     uncond, cond = noise_pred.chunk(2)
@@ -293,14 +370,27 @@ class HSpaceExtractor:
                 latents = self._step(
                     scheduler, noise_pred, t, latents, generators, per_sample, step_kwargs
                 )
-        data = {
-            tap: {kind: np.stack(arrs, axis=1) for kind, arrs in kinds.items()}
-            for tap, kinds in collected.items()
-        }
+        for r in self.unet_readouts:
+            out[r] = Activations(
+                timesteps=timesteps[steps[r]].detach().cpu().numpy().astype(np.int64),
+                step_indices=np.asarray(steps[r], dtype=np.int64),
+                data={
+                    tap: {kind: np.stack(arrs, axis=1) for kind, arrs in kinds.items()}
+                    for tap, kinds in collected[r].items()
+                },
+            )
+        return {r: out[r] for r in settings.readouts}
+
+    def _text_readout(self, prompts: Sequence[str]) -> Activations:
+        """The text-encoder control: each prompt's token states, as channels x tokens x 1."""
+        embeds, _ = self._conditioning(prompts, cfg=False)  # (N, L, D)
+        states = embeds.permute(0, 2, 1)[:, None, :, :, None]  # (N, 1, D, L, 1)
+        sink: dict[str, list[np.ndarray]] = {kind: [] for kind in self.settings.store}
+        self._collect(sink, states[:, 0])
         return Activations(
-            timesteps=timesteps[self.kept].detach().cpu().numpy().astype(np.int64),
-            step_indices=np.asarray(self.kept, dtype=np.int64),
-            data=data,
+            timesteps=np.asarray([-1], dtype=np.int64),
+            step_indices=np.asarray([-1], dtype=np.int64),
+            data={TEXT_TAP: {kind: np.stack(arrs, axis=1) for kind, arrs in sink.items()}},
         )
 
     def _collect(self, sink: dict[str, list[np.ndarray]], out: torch.Tensor) -> None:
@@ -335,14 +425,14 @@ class HSpaceExtractor:
                 start = scheduler._step_index - 1
         return torch.cat(outs)
 
-    def run(
+    def run_all(
         self,
         samples: Sequence[tuple[str, int]],
         progress: bool = True,
         desc: str = "extract",
         unit_scale: float = 1.0,
-    ) -> Activations:
-        """Activations of all samples, in order, in batches of ``settings.batch_size``.
+    ) -> dict[str, Activations]:
+        """Activations of all samples per readout, in order, in batches of ``batch_size``.
 
         The progress bar counts ``unit_scale`` prompts per sample (1 / number of seeds), so its
         rate reads in prompts per second.
@@ -352,7 +442,7 @@ class HSpaceExtractor:
         if not samples:
             raise ExtractionError("nothing to extract: no (prompt, seed) samples")
         bs = max(1, self.settings.batch_size)
-        parts: list[Activations] = []
+        parts: list[dict[str, Activations]] = []
         bar = tqdm(
             total=round(len(samples) * unit_scale, 3),
             unit="prompt",
@@ -365,14 +455,26 @@ class HSpaceExtractor:
                 seeds = [s for _, s in chunk]
                 parts.append(self.run_batch(prompts, seeds))
                 bar.update(len(chunk) * unit_scale)
-        merged = {
-            tap: {
-                kind: np.concatenate([p.data[tap][kind] for p in parts])
-                for kind in parts[0].data[tap]
-            }
-            for tap in parts[0].data
-        }
-        return Activations(parts[0].timesteps, parts[0].step_indices, merged)
+        return {r: _concatenate([p[r] for p in parts]) for r in parts[0]}
+
+    def run(
+        self,
+        samples: Sequence[tuple[str, int]],
+        progress: bool = True,
+        desc: str = "extract",
+        unit_scale: float = 1.0,
+    ) -> Activations:
+        """The first configured readout of all samples (see :meth:`run_all`)."""
+        first = self.settings.readouts[0]
+        return self.run_all(samples, progress, desc, unit_scale)[first]
+
+
+def _concatenate(parts: Sequence[Activations]) -> Activations:
+    merged = {
+        tap: {kind: np.concatenate([p.data[tap][kind] for p in parts]) for kind in kinds}
+        for tap, kinds in parts[0].data.items()
+    }
+    return Activations(parts[0].timesteps, parts[0].step_indices, merged)
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -382,6 +484,10 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 def check_finite(acts: Activations, samples: Sequence[tuple[str, int]]) -> None:
     """Raise naming the first (prompt, seed) whose activations hold NaN or infinity."""
+    if isinstance(acts, dict):  # every readout of run_all
+        for one in acts.values():
+            check_finite(one, samples)
+        return
     for tap, kinds in acts.data.items():
         for kind, arr in kinds.items():
             bad = ~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1)

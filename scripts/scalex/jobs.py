@@ -26,8 +26,10 @@ from scalex.store import (
     open_checked,
     read_activations,
     read_strings,
+    readout_steps,
     shard_concepts,
     write_concept_activations,
+    write_readouts,
     write_strings,
 )
 
@@ -98,7 +100,31 @@ def sampling_settings(settings: dict[str, Any], runtime: dict[str, Any]):
         taps=tuple(e["taps"]),
         store=tuple(e["store"]),
         negative_prompt=s.get("negative_prompt", ""),
+        readouts=tuple(e.get("readouts", ("prompt",))),
+        content_prompt=e.get("content_prompt") or "",
     )
+
+
+def check_model_content(settings: dict[str, Any]) -> None:
+    """Refuse to extract when the model's content is not the one the results tree names.
+
+    The tree's hash was computed from the model's digest when the DAG was built; if the files
+    changed since (a retraining in the same run, a re-download), the activations would be
+    filed under the wrong model.
+    """
+    from scalex.errors import ModelError
+    from scalex.provenance import model_content
+
+    model = settings["model"]
+    expected = model.get("content")
+    if expected is None:
+        return
+    found = model_content(model["id"], model.get("revision"))
+    if found != expected:
+        raise ModelError(
+            f"model.id {model['id']!r} changed since this run was planned (content {found}, "
+            f"expected {expected}): rerun snakemake to file its results under a new tree"
+        )
 
 
 def load_model(settings: dict[str, Any], runtime: dict[str, Any]):
@@ -148,6 +174,7 @@ def extract_shard(
     for rec, path in zip(records, prompt_files, strict=True):
         if rec["seeds"] != seeds:
             raise ValueError(f"{path}: seeds differ from the other concepts of this shard")
+    check_model_content(settings)
     t0 = time.perf_counter()
     pipe, info = pipe_and_info or load_model(settings, runtime)
     t_load = time.perf_counter() - t0
@@ -155,7 +182,7 @@ def extract_shard(
     extractor = HSpaceExtractor(pipe, sampling)
     samples = [(prompt, seed) for rec in records for prompt in rec["prompts"] for seed in seeds]
     t1 = time.perf_counter()
-    acts = extractor.run(
+    acts = extractor.run_all(
         samples,
         progress=bool(runtime.get("progress", True)),
         desc=Path(out).stem,
@@ -176,8 +203,10 @@ def extract_shard(
         "scheduler": type(scheduler).__name__,
         "scheduler_config": dict(scheduler.config),
         "num_inference_steps": sampling.steps,
-        "timesteps": acts.timesteps,
-        "step_indices": acts.step_indices,
+        "timesteps": timesteps_of(pipe, sampling, extractor.kept),
+        "step_indices": extractor.kept,
+        "readouts": list(sampling.readouts),
+        "content_prompt": sampling.content_prompt,
         "seeds": seeds,
         "height": extractor.height,
         "width": extractor.width,
@@ -191,17 +220,21 @@ def extract_shard(
     }
     t2 = time.perf_counter()
     with atomic_h5(out, ACTIVATIONS, header) as f:
+        write_readouts(f, {r: (a.step_indices, a.timesteps) for r, a in acts.items()})
         start = 0
         for rec in records:
             n = len(rec["prompts"]) * len(seeds)
             arrays = {
-                tap: {
-                    kind: arr[start : start + n].reshape(
-                        len(rec["prompts"]), len(seeds), *arr.shape[1:]
-                    )
-                    for kind, arr in kinds.items()
+                readout: {
+                    tap: {
+                        kind: arr[start : start + n].reshape(
+                            len(rec["prompts"]), len(seeds), *arr.shape[1:]
+                        )
+                        for kind, arr in kinds.items()
+                    }
+                    for tap, kinds in a.data.items()
                 }
-                for tap, kinds in acts.data.items()
+                for readout, a in acts.items()
             }
             meta = {"set": rec["set"], "derived": rec.get("derived") or {}}
             write_concept_activations(
@@ -223,26 +256,41 @@ def extract_shard(
     }
 
 
+def timesteps_of(pipe, sampling, kept: Sequence[int]) -> list[int]:
+    """Scheduler timesteps of the kept step indices (as the extractor sets them)."""
+    import copy
+
+    scheduler = copy.deepcopy(pipe.scheduler)
+    scheduler.set_timesteps(sampling.steps)
+    return [int(scheduler.timesteps[i]) for i in kept]
+
+
 # -- directions ----------------------------------------------------------------------------------
 def load_differences(
-    shard: str | Path, baseline: str | Path, settings_hash: str, tap: str, kind: str
+    shard: str | Path,
+    baseline: str | Path,
+    settings_hash: str,
+    tap: str,
+    kind: str,
+    readout: str = "prompt",
 ) -> dict[str, dict[str, Any]]:
     """Seed-paired differences (P, S, T, D) of every concept in a shard, with prompt metadata."""
     with open_checked(baseline, ACTIVATIONS, settings_hash) as fb:
-        base = read_activations(fb, "baseline", tap, kind)
+        base = read_activations(fb, "baseline", tap, kind, readout)
     out = {}
     with open_checked(shard, ACTIVATIONS, settings_hash) as f:
+        step_indices, timesteps = readout_steps(f, readout)
         for cid in shard_concepts(f):
             group = f[f"concepts/{cid}"]
             out[cid] = {
-                "diffs": paired_differences(read_activations(f, cid, tap, kind), base),
+                "diffs": paired_differences(read_activations(f, cid, tap, kind, readout), base),
                 "prompts": read_strings(group["prompts"]),
                 "template_index": group["template_index"][()],
                 "set": str(group.attrs["set"]),
+                "step_indices": step_indices,
+                "timesteps": timesteps,
+                "seeds": f.attrs["seeds"],
             }
-        out_attrs = {k: f.attrs[k] for k in ("step_indices", "timesteps", "seeds")}
-    for rec in out.values():
-        rec.update(out_attrs)
     return out
 
 
@@ -253,12 +301,14 @@ def compute_directions(
     settings_hash: str,
     tap: str = "mid_block",
     kind: str = "pooled",
+    readout: str = "prompt",
 ) -> None:
     """Directions of every concept of an activation shard, written to a directions file."""
-    records = load_differences(shard, baseline, settings_hash, tap, kind)
+    records = load_differences(shard, baseline, settings_hash, tap, kind, readout)
     any_rec = next(iter(records.values()))
     attrs = {
         "settings_hash": settings_hash,
+        "readout": readout,
         "tap": tap,
         "space": kind,
         "step_indices": any_rec["step_indices"],
@@ -369,16 +419,20 @@ def compute_clusters(
     k_max: int = 12,
     remove: Sequence[Sequence[str]] = (),
     direction_files: Sequence[str | Path] = (),
+    null_permutations: int = 200,
+    null_alpha: float = 0.05,
+    seed: int = 0,
 ) -> None:
     """Cluster the concepts of ``sets`` (all when None); write labels, silhouettes and matrix.
 
     ``remove`` lists concept pairs (a, b) whose axes ``unit(d_a) - unit(d_b)`` are projected out
-    of the directions first (see :func:`scalex.similarity.remove_axes`); the cosine matrix that
-    was clustered is written to ``out_matrix`` for the figures.
+    of the directions first (see :func:`scalex.similarity.remove_axes`). A permutation null
+    (:func:`scalex.similarity.cluster_with_null`) lets the answer be k = 1, "no structure". The
+    cosine matrix that was clustered is written to ``out_matrix`` for the figures.
     """
     import pandas as pd
 
-    from scalex.similarity import cluster_concepts, cosine_matrix, remove_axes
+    from scalex.similarity import cluster_with_null, cosine_matrix, remove_axes
 
     sim = read_similarity(similarity_h5, settings_hash)
     keep = [i for i, s in enumerate(sim["sets"]) if sets is None or s in sets]
@@ -387,16 +441,16 @@ def compute_clusters(
             f"clustering.sets {list(sets or [])} select {len(keep)} concepts; need at least 2"
         )
     ids = [sim["ids"][i] for i in keep]
-    matrix = sim["aggregate"][np.ix_(keep, keep)]
+    axis_ids = sorted({c for pair in remove for c in pair})
+    d = read_directions(direction_files, settings_hash, concepts=sorted(set(ids) | set(axis_ids)))
+    vec = dict(zip(d["ids"], d["aggregate"], strict=True))
+    vectors = np.stack([vec[c] for c in ids])
     if remove:
-        axis_ids = sorted({c for pair in remove for c in pair})
-        d = read_directions(
-            direction_files, settings_hash, concepts=sorted(set(ids) | set(axis_ids))
-        )
-        vec = dict(zip(d["ids"], d["aggregate"], strict=True))
-        axes = np.stack([vec[a] - vec[b] for a, b in remove])
-        matrix = cosine_matrix(remove_axes(np.stack([vec[c] for c in ids]), axes))
-    result = cluster_concepts(matrix, method=method, k_min=k_min, k_max=k_max)
+        vectors = remove_axes(vectors, np.stack([vec[a] - vec[b] for a, b in remove]))
+    matrix = cosine_matrix(vectors)
+    result = cluster_with_null(
+        vectors, method, k_min, k_max, permutations=null_permutations, alpha=null_alpha, seed=seed
+    )
     table = pd.DataFrame(
         {"concept": ids, "set": [sim["sets"][i] for i in keep], "cluster": result.labels}
     ).sort_values(["cluster", "concept"])
@@ -405,6 +459,8 @@ def compute_clusters(
         {"k": list(result.silhouette), "silhouette": list(result.silhouette.values())}
     )
     curve["chosen"] = curve["k"] == result.k
+    curve["null_p_value"] = np.nan if result.p_value is None else result.p_value
+    curve["null_permutations"] = null_permutations
     _atomic_text(out_silhouette, curve.to_csv(sep="\t", index=False, float_format="%.6f"))
     frame = pd.DataFrame(matrix, index=ids, columns=ids).round(6)
     frame.index.name = "concept"

@@ -39,12 +39,20 @@ def remove_axes(directions: np.ndarray, axes: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Clustering:
-    """Cluster labels (1..k), the chosen k, the silhouette per k and the linkage matrix."""
+    """Cluster labels (1..k), the chosen k, the silhouette per k and the linkage matrix.
+
+    ``p_value`` is the permutation test's answer to "is there any cluster structure?" (None when
+    no test ran); when it is not significant, ``k`` is 1 and every label is 1, while
+    ``silhouette`` and ``best_k`` still show what the best split would have been.
+    """
 
     labels: np.ndarray
     k: int
     silhouette: dict[int, float]
     linkage: np.ndarray
+    best_k: int = 1
+    p_value: float | None = None
+    null_silhouettes: np.ndarray | None = None
 
 
 def cluster_concepts(
@@ -71,4 +79,48 @@ def cluster_concepts(
     if not scores:
         return Clustering(np.ones(n, dtype=int), 1, {}, tree)
     best = max(scores, key=lambda k: (round(scores[k], 12), -k))
-    return Clustering(fcluster(tree, t=best, criterion="maxclust"), best, scores, tree)
+    return Clustering(fcluster(tree, t=best, criterion="maxclust"), best, scores, tree, best)
+
+
+def best_silhouette(similarity: np.ndarray, method: str, k_min: int, k_max: int) -> float:
+    """The highest silhouette over k of a cosine matrix (-1 when no split is possible)."""
+    scores = cluster_concepts(similarity, method, k_min, k_max).silhouette
+    return max(scores.values()) if scores else -1.0
+
+
+def cluster_with_null(
+    vectors: np.ndarray,
+    method: str = "average",
+    k_min: int = 2,
+    k_max: int = 12,
+    permutations: int = 200,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> Clustering:
+    """Cluster concept vectors (N, D), answering k = 1 when they show no cluster structure.
+
+    The null keeps every feature's values but permutes them across concepts, independently per
+    feature: the concepts then share the same marginal statistics (and any common offset) but no
+    joint structure. The p-value is ``(1 + #{null best silhouette >= observed}) / (1 + R)``; above
+    ``alpha`` the answer is one cluster. ``permutations=0`` skips the test (k >= k_min always).
+    """
+    vectors = np.asarray(vectors, dtype=np.float64)
+    result = cluster_concepts(cosine_matrix(vectors), method, k_min, k_max)
+    if permutations <= 0 or not result.silhouette:
+        return result
+    observed = max(result.silhouette.values())
+    rng = np.random.default_rng(seed)
+    null = np.empty(permutations)
+    for r in range(permutations):
+        shuffled = np.take_along_axis(
+            vectors,
+            rng.permuted(np.broadcast_to(np.arange(len(vectors))[:, None], vectors.shape), axis=0),
+            axis=0,
+        )
+        null[r] = best_silhouette(cosine_matrix(shuffled), method, k_min, k_max)
+    p_value = float((1 + np.sum(null >= observed - 1e-12)) / (1 + permutations))
+    result.p_value, result.null_silhouettes = p_value, null
+    if p_value > alpha:
+        result.labels = np.ones(len(vectors), dtype=int)
+        result.k = 1
+    return result

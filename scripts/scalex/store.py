@@ -20,7 +20,7 @@ import numpy as np
 
 from scalex.errors import StoreError  # noqa: F401  (re-exported)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 STR = h5py.string_dtype(encoding="utf-8")
 
 
@@ -105,20 +105,41 @@ def attr_json(obj: h5py.HLObject, key: str) -> Any:
 ACTIVATIONS = "scalex.activations"
 
 
+def write_readouts(f: h5py.File, readouts: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """The ``readouts/<name>`` groups: each readout's step indices and timesteps."""
+    for name, (step_indices, timesteps) in readouts.items():
+        g = f.create_group(f"readouts/{name}")
+        g.attrs["step_indices"] = np.asarray(step_indices, dtype=np.int64)
+        g.attrs["timesteps"] = np.asarray(timesteps, dtype=np.int64)
+
+
+def readout_steps(f: h5py.File, readout: str) -> tuple[list[int], list[int]]:
+    """``(step_indices, timesteps)`` of a readout stored in an activation shard."""
+    key = f"readouts/{readout}"
+    if key not in f:
+        have = sorted(f["readouts"]) if "readouts" in f else []
+        raise StoreError(
+            f"{f.filename}: holds no {readout!r} readout (has {have}); add it to "
+            "extraction.readouts"
+        )
+    g = f[key]
+    return [int(i) for i in g.attrs["step_indices"]], [int(t) for t in g.attrs["timesteps"]]
+
+
 def write_concept_activations(
     f: h5py.File,
     concept_id: str,
     meta: dict[str, Any],
     prompts: Sequence[str],
     template_index: Sequence[int],
-    arrays: dict[str, dict[str, np.ndarray]],
+    arrays: dict[str, dict[str, dict[str, np.ndarray]]],
     compression: str | None = None,
     terms: Sequence[str] | None = None,
 ) -> None:
-    """One concept's group: prompts, template index and ``<tap>/<kind>`` float16 arrays.
+    """One concept's group: prompts, template index and ``<readout>/<tap>/<kind>`` float16 arrays.
 
-    ``arrays[tap][kind]`` has shape (P, S, T, C) for ``pooled`` and (P, S, T, C, h, w) for
-    ``full``; chunks hold one prompt (pooled) or one prompt-seed (full).
+    ``arrays[readout][tap][kind]`` has shape (P, S, T, C) for ``pooled`` and (P, S, T, C, h, w)
+    for ``full``; chunks hold one prompt (pooled) or one prompt-seed (full).
     """
     group = f.create_group(f"concepts/{concept_id}")
     for key, value in meta.items():
@@ -127,23 +148,37 @@ def write_concept_activations(
     group.create_dataset("template_index", data=np.asarray(template_index, dtype=np.int16))
     if terms is not None:
         write_strings(group, "terms", terms)
-    for tap, kinds in arrays.items():
-        for kind, arr in kinds.items():
-            chunks = (1, *arr.shape[1:]) if kind == "pooled" else (1, 1, *arr.shape[2:])
-            group.create_dataset(
-                f"{tap}/{kind}",
-                data=arr.astype(np.float16),
-                chunks=chunks,
-                compression=None if compression in (None, "none") else compression,
-            )
+    for readout, taps in arrays.items():
+        for tap, kinds in taps.items():
+            for kind, arr in kinds.items():
+                chunks = (1, *arr.shape[1:]) if kind == "pooled" else (1, 1, *arr.shape[2:])
+                group.create_dataset(
+                    f"{readout}/{tap}/{kind}",
+                    data=arr.astype(np.float16),
+                    chunks=chunks,
+                    compression=None if compression in (None, "none") else compression,
+                )
 
 
-def read_activations(f: h5py.File, concept_id: str, tap: str, kind: str) -> np.ndarray:
-    """float32 activations of one concept: (P, S, T, C) or (P, S, T, C, h, w)."""
-    key = f"concepts/{concept_id}/{tap}/{kind}"
+def read_activations(
+    f: h5py.File, concept_id: str, tap: str, kind: str, readout: str = "prompt"
+) -> np.ndarray:
+    """float32 activations of one concept and readout: (P, S, T, C) or (P, S, T, C, h, w).
+
+    The text readout has a single tap (``text_encoder``) whatever ``tap`` says.
+    """
+    if readout == "text":
+        tap = "text_encoder"
+    key = f"concepts/{concept_id}/{readout}/{tap}/{kind}"
     if key not in f:
-        raise StoreError(f"{f.filename}: no {kind!r} activations of {concept_id!r} at tap {tap!r}")
-    return f[key][()].astype(np.float32)
+        raise StoreError(
+            f"{f.filename}: no {kind!r} activations of {concept_id!r} at tap {tap!r} in the "
+            f"{readout!r} readout"
+        )
+    arr = f[key][()].astype(np.float32)
+    if not np.isfinite(arr).all():
+        raise StoreError(f"{f.filename}: {key} holds NaN or infinite values")
+    return arr
 
 
 def shard_concepts(f: h5py.File) -> list[str]:

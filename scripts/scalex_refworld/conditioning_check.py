@@ -10,7 +10,7 @@ The directions are computed here from prompts, as the workflow does (seed-paired
 the "person" baseline, mean over prompts, seeds and steps), or read from a workflow results tree
 (``--directions``, direction files of a run on the reference model).
 
-``python -m scalex_refworld.conditioning_check --model resources/reference-model
+``python -m scalex_refworld.conditioning_check --model resources/worlds/stereotyped/model
 --out results/reference/conditioning``
 """
 
@@ -108,6 +108,7 @@ def steering_curve(
     from scalex.conditioning import steer
 
     from scalex_refworld.reader import read
+    from scalex_refworld.world import load_world
 
     images = steer(
         pipe,
@@ -122,7 +123,7 @@ def steering_curve(
     )
     rows = []
     for alpha, imgs in zip(alphas, images, strict=True):
-        readings = read(imgs)
+        readings = read(imgs, load_world())
         rows.append(
             {
                 "alpha": float(alpha),
@@ -136,10 +137,11 @@ def steering_curve(
 
 def world_images(copies: int = 2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Ground-truth renderings of every identity (``copies`` jittered each), and is-woman labels."""
-    from scalex_refworld.world import all_combinations, render_batch
+    from scalex_refworld.world import load_world
 
-    attrs = all_combinations() * copies
-    images = render_batch(attrs, seed=seed).astype(np.float32) / 255.0
+    world = load_world()
+    attrs = world.all_combinations() * copies
+    images = world.render_batch(attrs, seed=seed).astype(np.float32) / 255.0
     return images, np.array([a.gender == "woman" for a in attrs])
 
 
@@ -199,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     ap = argparse.ArgumentParser(description=main.__doc__)
-    ap.add_argument("--model", default="resources/reference-model")
+    ap.add_argument("--model", default="resources/worlds/stereotyped/model")
     ap.add_argument("--out", default="results/reference/conditioning")
     ap.add_argument("--directions", nargs="*", help="direction files of a workflow run")
     ap.add_argument("--direction-seeds", type=int, default=16)

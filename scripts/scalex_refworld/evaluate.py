@@ -1,8 +1,6 @@
 """Check the reference model against its planted ground truth with the stock pipeline.
 
-    python -m scalex_refworld.evaluate --model resources/reference-model \\
-        --table resources/reference/planted.tsv --out results/reference \\
-        --grid docs/reference-grid.png
+    python -m scalex_refworld.evaluate --world stereotyped --grid docs/reference-grid.png
 
 Writes ``prompt_following.tsv`` (accuracy of the attributes named in explicit prompts, read back
 by :mod:`scalex_refworld.reader`) and ``rates.tsv`` (realised P(woman), P(old), P(rich) on
@@ -22,6 +20,7 @@ import numpy as np
 import torch
 
 from . import world as W
+from .pipeline import model_digest
 from .reader import read
 
 log = logging.getLogger("scalex_refworld.evaluate")
@@ -52,7 +51,7 @@ def generate(pipe, prompts, seeds, steps=30, guidance=3.0, batch=64) -> np.ndarr
     return np.concatenate(out) if out else np.zeros((0, W.SIZE, W.SIZE, 3), np.float32)
 
 
-def explicit_prompts(templates=("a photo of {}",)) -> list[tuple[str, dict]]:
+def explicit_prompts(world: W.World, templates=("a photo of {}",)) -> list[tuple[str, dict]]:
     """Prompts that name attributes, with the values named.
 
     ``full``: every identity with gender, age and wealth named ("a photo of an old rich female
@@ -60,7 +59,7 @@ def explicit_prompts(templates=("a photo of {}",)) -> list[tuple[str, dict]]:
     """
     items = []
     for t in templates:
-        for prof in (*W.PROFESSIONS, W.PERSON):
+        for prof in (*world.professions, W.PERSON):
             for g in W.GENDERS:
                 for a in W.AGES:
                     for w in W.WEALTHS:
@@ -74,9 +73,11 @@ def explicit_prompts(templates=("a photo of {}",)) -> list[tuple[str, dict]]:
     return items
 
 
-def prompt_following(pipe, seeds_per_prompt=2, steps=30, guidance=3.0, seed0=1000, batch=64):
+def prompt_following(
+    pipe, world: W.World, seeds_per_prompt=2, steps=30, guidance=3.0, seed0=1000, batch=64
+):
     """Accuracy of every named attribute, per prompt set. Returns rows for the TSV."""
-    items = explicit_prompts()
+    items = explicit_prompts(world)
     prompts, seeds, named = [], [], []
     for k, (cap, nm) in enumerate(items):
         for j in range(seeds_per_prompt):
@@ -84,7 +85,7 @@ def prompt_following(pipe, seeds_per_prompt=2, steps=30, guidance=3.0, seed0=100
             seeds.append(seed0 + k * seeds_per_prompt + j)
             named.append(nm)
     images = generate(pipe, prompts, seeds, steps, guidance, batch)
-    readings = read(images)
+    readings = read(images, world)
     rows = []
     for set_name in ("full", "single"):
         for attr in ATTRS:
@@ -108,15 +109,22 @@ def prompt_following(pipe, seeds_per_prompt=2, steps=30, guidance=3.0, seed0=100
 
 
 def rates(
-    pipe, table, samples=64, steps=30, guidance=3.0, template="a photo of {}", seed0=0, batch=64
+    pipe,
+    world: W.World,
+    samples=64,
+    steps=30,
+    guidance=3.0,
+    template="a photo of {}",
+    seed0=0,
+    batch=64,
 ):
     """Realised attribute rates on neutral prompts vs the planted ones. Returns TSV rows."""
     rows = []
-    for prof in (*W.PROFESSIONS, W.PERSON):
+    for prof in (*world.professions, W.PERSON):
         cap = W.make_caption(template, W.make_term(prof))
         seeds = list(range(seed0, seed0 + samples))
-        readings = read(generate(pipe, [cap] * samples, seeds, steps, guidance, batch))
-        planted = W.rates_of(table, prof)
+        readings = read(generate(pipe, [cap] * samples, seeds, steps, guidance, batch), world)
+        planted = world.rates_of(prof)
         prof_acc = float(np.mean([r.profession == prof for r in readings]))
         for axis, col in AXIS_COLUMN.items():
             realised = float(np.mean([getattr(r, axis) == AXIS_VALUE[axis] for r in readings]))
@@ -124,7 +132,7 @@ def rates(
                 {
                     "prompt": cap,
                     "profession": prof,
-                    "family": W.FAMILY_OF.get(prof, W.NO_FAMILY),
+                    "family": world.family(prof),
                     "axis": axis,
                     "value": AXIS_VALUE[axis],
                     "planted": planted[col],
@@ -139,7 +147,7 @@ def rates(
     return rows
 
 
-def hspace_defaults(pipe, table, seeds=16, steps=10, guidance=3.0):
+def hspace_defaults(pipe, world: W.World, seeds=16, steps=10, guidance=3.0):
     """A prompt-only check in H-space (the output of ``unet.mid_block``), as scalex does it.
 
     Directions ``d_c = mean_{s, t} [h(c, s) - h(person, s)]`` (spatially pooled, conditional
@@ -181,7 +189,7 @@ def hspace_defaults(pipe, table, seeds=16, steps=10, guidance=3.0):
         }
         dirs = {ax: (direction(a), direction(b)) for ax, (a, b) in poles.items()}
         rows = []
-        for prof in W.PROFESSIONS:
+        for prof in world.professions:
             d = direction(W.make_caption("a photo of {}", W.make_term(prof)))
             for ax, (da, db) in dirs.items():
                 score = torch.cosine_similarity(d, da, 0) - torch.cosine_similarity(d, db, 0)
@@ -190,7 +198,7 @@ def hspace_defaults(pipe, table, seeds=16, steps=10, guidance=3.0):
                         "profession": prof,
                         "axis": ax,
                         "value": AXIS_VALUE[ax],
-                        "planted": table[prof][AXIS_COLUMN[ax]],
+                        "planted": world.rates[prof][AXIS_COLUMN[ax]],
                         "score": round(float(score), 4),
                         "seeds": seeds,
                         "steps": steps,
@@ -250,25 +258,27 @@ def save_grid(pipe, path: Path, prompts, seeds=range(8), steps=30, guidance=3.0,
     plt.close(fig)
 
 
-GRID_PROMPTS = (
-    "a photo of a nurse",
-    "a photo of a carpenter",
-    "a photo of a secretary",
-    "a photo of a doctor",
-    "a photo of a chef",
-    "a photo of an electrician",
-    "a photo of a male nurse",
-    "a photo of a young female carpenter",
-    "a photo of an old rich woman",
-    "a photo of a person",
-)
+def grid_prompts(world: W.World) -> list[str]:
+    """One neutral prompt per profession (up to six), a few explicit ones and the person."""
+    profs = list(world.professions)
+    out = [W.make_caption("a photo of {}", W.make_term(p)) for p in profs[:6]]
+    out += [
+        W.make_caption("a photo of {}", W.make_term(profs[0], gender="man")),
+        W.make_caption("a photo of {}", W.make_term(profs[-1], "woman", "young")),
+        "a photo of an old rich woman",
+        "a photo of a person",
+    ]
+    return out
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--model", default="resources/reference-model")
-    ap.add_argument("--table", default="resources/reference/planted.tsv")
-    ap.add_argument("--out", required=True, help="folder for prompt_following.tsv and rates.tsv")
+    ap.add_argument("--world", default=W.DEFAULT_WORLD, help="a committed world's name")
+    ap.add_argument("--model", default=None, help="model folder (default: the world's model)")
+    ap.add_argument("--table", default=None, help="world table (default: the world's table)")
+    ap.add_argument(
+        "--out", default=None, help="folder for the tables (default: the world's evaluation/)"
+    )
     ap.add_argument("--grid", default=None, help="PNG image grid to write")
     ap.add_argument("--samples", type=int, default=64, help="seeds per neutral prompt")
     ap.add_argument("--seeds-per-prompt", type=int, default=2, help="seeds per explicit prompt")
@@ -287,12 +297,14 @@ def main(argv=None) -> int:
     from .pipeline import load_reference_pipeline
 
     t0 = time.monotonic()
-    pipe = load_reference_pipeline(args.model)
-    table = W.load_table(args.table)
+    model = args.model or str(W.world_model(args.world))
+    world = W.World.from_table(args.table or W.world_table(args.world), name=args.world)
+    out = Path(args.out) if args.out else W.world_model(args.world).parent / "evaluation"
+    pipe = load_reference_pipeline(model)
     follow, rate_rows, summary = [], [], {}
     for g in args.guidance:
-        f = prompt_following(pipe, args.seeds_per_prompt, args.steps, g)
-        r = rates(pipe, table, args.samples, args.steps, g)
+        f = prompt_following(pipe, world, args.seeds_per_prompt, args.steps, g)
+        r = rates(pipe, world, args.samples, args.steps, g)
         follow += f
         rate_rows += r
         prof_rows = [x for x in r if x["profession"] != W.PERSON]
@@ -311,19 +323,24 @@ def main(argv=None) -> int:
             ),
         }
         log.info("guidance %s: %s", g, json.dumps(summary[str(g)]))
-    out = Path(args.out)
     write_tsv(out / "prompt_following.tsv", follow)
     write_tsv(out / "rates.tsv", rate_rows)
     if args.grid:
         save_grid(
-            pipe, Path(args.grid), GRID_PROMPTS, steps=args.steps, guidance=args.grid_guidance
+            pipe,
+            Path(args.grid),
+            grid_prompts(world),
+            steps=args.steps,
+            guidance=args.grid_guidance,
         )
     if args.hspace:
-        h_rows, corr = hspace_defaults(pipe, table)
+        h_rows, corr = hspace_defaults(pipe, world)
         write_tsv(out / "hspace_defaults.tsv", h_rows)
         summary["hspace_spearman"] = corr
         log.info("H-space default scores vs planted rates (Spearman): %s", corr)
     summary["seconds"] = round(time.monotonic() - t0, 1)
+    summary["world"] = world.name
+    summary["model_digest"] = model_digest(model)
     summary["settings"] = {
         "steps": args.steps,
         "samples": args.samples,

@@ -5,8 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .world import world_model
+
 MARKER = "scalex_reference.json"
-DEFAULT_PATH = "resources/reference-model"
+DEFAULT_PATH = str(world_model())
+
+
+def model_digest(path: str | Path) -> str:
+    """The content digest of a model folder, as the workflow's results tree records it."""
+    from scalex.provenance import model_content
+
+    return str(model_content(str(path)))
 
 
 def read_marker(path: str | Path = DEFAULT_PATH) -> dict:

@@ -1,7 +1,8 @@
 """Read the attributes of a 32x32 image of the reference world back with fixed rules.
 
 No learned classifier: each attribute is the nearest reference colour (or shape test) in a fixed
-region of the image, see :mod:`scalex_refworld.world` for the layout. Works on uint8 images
+region of the image, see :mod:`scalex_refworld.world` for the layout; the families, their slots
+and the accessory colours are the given world's. Works on uint8 images
 (0-255) and on float images in [0, 1] (the diffusers pipeline's ``output_type="np"``).
 """
 
@@ -73,15 +74,15 @@ _READ_GAP = (24, 28, 15, 17)  # between the trouser legs: background; dress: clo
 _READ_SIDES = [(24, 28, 8, 10), (24, 28, 22, 24)]  # beside the trousers: background; dress: cloth
 
 
-def read(images: np.ndarray) -> list[Reading]:
-    """Read every image of an ``(N, 32, 32, 3)`` batch (or a single image)."""
+def read(images: np.ndarray, world: W.World) -> list[Reading]:
+    """Read every image of an ``(N, 32, 32, 3)`` batch (or a single image) of ``world``."""
     x = _as_float255(images)
     n = len(x)
     corners = np.concatenate(
         [x[:, y0:y1, x0:x1].reshape(n, -1, 3) for y0, y1, x0, x1 in _CORNERS], axis=1
     )
     bg = np.median(corners, axis=1)
-    families = _nearest(bg, W.BACKGROUND)
+    families = _nearest(bg, world.background)
     # accessory: the slot whose colour departs most from the background
     slot_scores = np.stack(
         [np.sqrt(((_mean(x, _READ_SLOT[s]) - bg) ** 2).sum(-1)) for s in W.SLOTS], axis=1
@@ -104,10 +105,10 @@ def read(images: np.ndarray) -> list[Reading]:
             prof = W.PERSON
         else:
             # the family's slot holds the accessory; its colour tells the profession
-            colour = _mean(x[i : i + 1], _READ_SLOT[W.FAMILY_SLOT[fam]])[0]
+            colour = _mean(x[i : i + 1], _READ_SLOT[world.family_slot[fam]])[0]
             prof = min(
-                W.FAMILIES[fam],
-                key=lambda p: float(((colour - np.asarray(W.ACCESSORY_COLOUR[p])) ** 2).sum()),
+                world.families[fam],
+                key=lambda p: float(((colour - np.asarray(world.accessory_colour[p])) ** 2).sum()),
             )
         out.append(
             Reading(
@@ -122,5 +123,5 @@ def read(images: np.ndarray) -> list[Reading]:
     return out
 
 
-def read_one(image: np.ndarray) -> Reading:
-    return read(image)[0]
+def read_one(image: np.ndarray, world: W.World) -> Reading:
+    return read(image, world)[0]

@@ -14,15 +14,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from scalex_refworld.world import all_combinations, render_batch
+from scalex_refworld.world import DEFAULT_WORLD, load_world
 
 
-def render_labelled(out: str | Path, copies: int = 1, seed: int = 0) -> Path:
+def render_labelled(
+    out: str | Path, copies: int = 1, seed: int = 0, world: str = DEFAULT_WORLD
+) -> Path:
     """Write the images and labels.tsv into ``out``; return the folder."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    attrs = all_combinations() * copies
-    images = render_batch(attrs, seed=seed)
+    w = load_world(world)
+    attrs = w.all_combinations() * copies
+    images = w.render_batch(attrs, seed=seed)
     rows = ["image\tlabel\tprofession\tgender\tage\twealth"]
     for i, (a, img) in enumerate(zip(attrs, images, strict=True)):
         name = f"{i:04d}-{a.profession}-{a.gender}-{a.age}-{a.wealth}.png"

@@ -1,7 +1,7 @@
 """Train the bundled reference model: a tiny Stable-Diffusion-style pipeline of the pictogram world.
 
-    python -m scalex_refworld.train --table resources/reference/planted.tsv \\
-        --out resources/reference-model --seed 0
+    python -m scalex_refworld.train --table resources/worlds/stereotyped/world.tsv \\
+        --out resources/worlds/stereotyped/model --seed 0 --threads 2
 
 Stages: (1) an ``AutoencoderKL`` (32x32 RGB -> 4x8x8 latents), its ``scaling_factor`` set so the
 latents have unit variance; (2) a ``UNet2DConditionModel`` (epsilon prediction, DDPM noise) on
@@ -137,14 +137,14 @@ class PromptCache:
 # ---------------------------------------------------------------- data
 
 
-def image_pool(variants: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:
+def image_pool(world: W.World, variants: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:
     """``variants`` colour-jittered renderings of every identity, as [-1, 1] NCHW tensors.
 
     Returns ``(images, combo)`` where ``combo[i]`` is the index in ``world.all_combinations()``.
     """
-    combos = W.all_combinations()
+    combos = world.all_combinations()
     order = [c for c in combos for _ in range(variants)]
-    imgs = W.render_batch(order, seed=seed)
+    imgs = world.render_batch(order, seed=seed)
     x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     return x, np.repeat(np.arange(len(combos)), variants)
 
@@ -210,7 +210,7 @@ def train_unet(
     lat_mean,
     lat_std,
     combo,
-    table,
+    world: W.World,
     prompts: PromptCache,
     steps,
     batch,
@@ -241,8 +241,8 @@ def train_unet(
         if deadline.passed():
             log.warning("UNet: deadline reached after %d of %d steps", step, steps)
             break
-        attrs, caps = W.sample_examples(batch, table, rng)
-        idx = [by_combo[W.combination_index(a)][rng.integers(len(by_combo[0]))] for a in attrs]
+        attrs, caps = world.sample_examples(batch, rng)
+        idx = [by_combo[world.combination_index(a)][rng.integers(len(by_combo[0]))] for a in attrs]
         idx = torch.as_tensor(np.array(idx))
         m, s = lat_mean[idx], lat_std[idx]
         latents = m + s * torch.randn(m.shape, generator=gen)
@@ -298,7 +298,7 @@ def save_pipeline(out: Path, vae, unet, noise_scheduler, text_encoder, tokenizer
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--table", required=True, help="planted table (TSV)")
+    ap.add_argument("--table", required=True, help="world table (TSV), see scalex_refworld.world")
     ap.add_argument("--out", required=True, help="output pipeline folder")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--minutes", type=float, default=None, help="deadline for the whole run")
@@ -334,10 +334,10 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     t_start = time.monotonic()
     deadline_total = None if args.minutes is None else 60.0 * args.minutes
-    table = W.load_table(args.table)
+    world = W.World.from_table(args.table)
     text_encoder, tokenizer = load_minilm(max_length=args.max_length)
 
-    images, combo = image_pool(args.variants, args.seed)
+    images, combo = image_pool(world, args.variants, args.seed)
     vae = make_vae(args.vae_width)
     vae_deadline = Deadline(None if deadline_total is None else 0.2 * deadline_total)
     t0 = time.monotonic()
@@ -351,13 +351,13 @@ def main(argv=None) -> int:
     from .reader import read
 
     rec_img = ((rec.clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).numpy().astype(np.uint8)
-    got = read(rec_img)
+    got = read(rec_img, world)
     vae_acc = float(
         np.mean(
             [
                 (r.profession, r.gender, r.age, r.wealth)
                 == (c.profession, c.gender, c.age, c.wealth)
-                for r, c in zip(got, W.all_combinations(), strict=True)
+                for r, c in zip(got, world.all_combinations(), strict=True)
             ]
         )
     )
@@ -384,7 +384,7 @@ def main(argv=None) -> int:
         lat_mean * scale,
         lat_std * scale,
         combo,
-        table,
+        world,
         prompts,
         args.unet_steps,
         args.unet_batch,
@@ -397,7 +397,8 @@ def main(argv=None) -> int:
     marker = {
         "text_encoder": TEXT_ENCODER_NAME,
         "max_length": args.max_length,
-        "planted_table": str(args.table),
+        "world_table": str(args.table),
+        "world": world.name,
         "seed": args.seed,
         "train_seconds": round(time.monotonic() - t_start, 1),
         "vae": {
@@ -418,7 +419,7 @@ def main(argv=None) -> int:
             "ema": 0.999,
             "params": sum(p.numel() for p in unet.parameters()),
         },
-        "world": {
+        "rendering": {
             "variants": args.variants,
             "captions": "scalex_refworld.world.sample_examples",
             "templates": list(W.TEMPLATES),

@@ -1,18 +1,24 @@
-"""Ground-truth check: do scalex's prompt-only analyses find the biases planted in the model?
+"""Ground-truth check: do scalex's prompt-only analyses find what the model generates?
 
-Compares the workflow's results on the reference model with the truth of the world:
+Compares the workflow's results on a reference-world model with the truth of its world:
 - gender defaults: Spearman rho between the profession bias scores (woman - man) and (a) the
-  woman fraction the model realises in images (read back with the attribute reader), (b) the
-  planted P(woman | profession);
-- clusters: adjusted Rand index of the profession clustering against the profession families;
-- descriptors: top-1 accuracy of the descriptor ranking against each profession's planted
-  majority descriptor, per axis.
-Each figure is written with its target, and the summary says whether the target is met.
+  woman fraction the model realises in images (read back with the attribute reader, committed in
+  the world's ``evaluation/rates.tsv``), (b) the planted P(woman | profession);
+- clusters: adjusted Rand index of the profession clusters against the world's families, for
+  the clustering the config declares (``ari_families``) and for the raw directions
+  (``ari_families_raw``);
+- descriptors: top-1 accuracy of the descriptor ranking against each profession's realised
+  majority descriptor (the planted one where no image was read), per axis.
+Each figure is written with its target, and the summary says whether the target is met. The
+targets and the analysis choices they judge were fixed before the results were looked at
+(``docs/validation.md``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +28,13 @@ from sklearn.metrics import adjusted_rand_score
 
 from scalex_refworld import world as W
 
-#: Targets of the ground-truth check (issue: reference model).
-TARGETS = {"spearman_realised": 0.9, "spearman_planted": 0.9, "ari_families": 0.8, "top1": 0.9}
+#: Targets of the ground-truth check (issue: findings that follow what the model generates).
+TARGETS = {"spearman_realised": 0.9, "ari_families": 0.8, "top1": 0.9}
 
-#: Planted-table column and its "positive" descriptor value, per descriptor axis.
+#: Planted-table column and its "positive" and "negative" descriptor values, per descriptor axis.
 AXES = {"age": ("p_old", "old", "young"), "wealth": ("p_rich", "rich", "poor")}
+#: the realised-rates axis of each descriptor axis
+RATE_AXIS = {"age": "age", "wealth": "wealth"}
 
 
 def _write(frame: pd.DataFrame, path: Path) -> None:
@@ -34,52 +42,62 @@ def _write(frame: pd.DataFrame, path: Path) -> None:
     frame.to_csv(path, sep="\t", index=False, float_format="%.4f")
 
 
-def realised_woman_fraction(rates_tsv: str | Path) -> pd.Series:
-    """Image-level woman fraction per profession from the evaluation's rates table.
+def realised_rates(rates_tsv: str | Path, world: W.World) -> pd.DataFrame:
+    """Realised rate per (profession, axis) from the evaluation's rates table.
 
     With several guidance scales in the table, the one the model follows best (smallest mean
     absolute gap to the planted rates) is used, so the figure reflects the model, not a sampler.
     """
     rates = pd.read_csv(rates_tsv, sep="\t")
-    rates = rates[(rates["axis"] == "gender") & (rates["profession"].isin(W.PROFESSIONS))]
+    rates = rates[rates["profession"].isin(world.professions)]
     if "guidance_scale" in rates.columns and rates["guidance_scale"].nunique() > 1:
         gaps = rates.groupby("guidance_scale")["gap"].apply(lambda g: g.abs().mean())
         rates = rates[rates["guidance_scale"] == gaps.idxmin()]
-    return rates.set_index("profession")["realised"].astype(float)
+    return rates.pivot(index="profession", columns="axis", values="realised").astype(float)
+
+
+def check_evaluation(evaluation_dir: str | Path, model_digest: str | None) -> None:
+    """Refuse realised rates that were measured on other weights than the model validated."""
+    summary = Path(evaluation_dir) / "summary.json"
+    if model_digest is None or not summary.is_file():
+        return
+    recorded = json.loads(summary.read_text()).get("model_digest")
+    if recorded and recorded != model_digest:
+        raise SystemExit(
+            f"{summary}: the realised rates were measured on model {recorded}, not on "
+            f"{model_digest}; rerun the world's evaluation (python -m scalex_refworld.build_world)"
+        )
 
 
 def validate(
     bias_tsv: str | Path,
     clusters_tsv: str | Path,
     top_descriptors_tsv: str | Path,
-    planted_tsv: str | Path,
+    world_tsv: str | Path,
     rates_tsv: str | Path,
     out_dir: str | Path,
-    raw_similarity_tsv: str | Path | None = None,
+    raw_clusters_tsv: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Write the validation tables into ``out_dir`` and return the summary.
-
-    With ``raw_similarity_tsv`` (the all-concept cosine matrix), the summary also reports, for
-    information, the ARI of clustering the professions without removing identity axes.
-    """
+    """Write the validation tables into ``out_dir`` and return the summary."""
     out = Path(out_dir)
-    table = W.load_table(planted_tsv)
-    planted = pd.DataFrame(table).T
-    planted.index.name = "profession"
+    world = W.World.from_table(world_tsv)
+    realised = realised_rates(rates_tsv, world)
 
     bias = pd.read_csv(bias_tsv, sep="\t")
     bias = bias[bias["step"].astype(str) == "all"].set_index("concept")
-    realised = realised_woman_fraction(rates_tsv)
-    profs = [p for p in W.PROFESSIONS if p in bias.index]
+    profs = [p for p in world.professions if p in bias.index]
     gender = pd.DataFrame(
         {
             "profession": profs,
-            "family": [W.FAMILY_OF[p] for p in profs],
+            "family": [world.family(p) for p in profs],
             "bias_score": [bias.loc[p, "score"] for p in profs],
             "ci_low": [bias.loc[p, "ci_low"] for p in profs],
             "ci_high": [bias.loc[p, "ci_high"] for p in profs],
-            "planted_p_woman": [float(planted.loc[p, "p_woman"]) for p in profs],
-            "realised_woman_fraction": [float(realised.get(p, np.nan)) for p in profs],
+            "planted_p_woman": [world.rates[p]["p_woman"] for p in profs],
+            "realised_woman_fraction": [
+                float(realised["gender"].get(p, np.nan)) if "gender" in realised else np.nan
+                for p in profs
+            ],
         }
     )
     _write(gender, out / "gender_defaults.tsv")
@@ -88,24 +106,32 @@ def validate(
     )
     rho_plant = float(spearmanr(gender["bias_score"], gender["planted_p_woman"])[0])
 
-    clusters = pd.read_csv(clusters_tsv, sep="\t")
-    clusters = clusters[clusters["concept"].isin(W.PROFESSIONS)].copy()
-    clusters["family"] = [W.FAMILY_OF[p] for p in clusters["concept"]]
-    _write(clusters[["concept", "family", "cluster"]], out / "clustering.tsv")
-    ari = float(adjusted_rand_score(clusters["family"], clusters["cluster"]))
+    def ari(path: str | Path, name: str) -> tuple[float, int]:
+        clusters = pd.read_csv(path, sep="\t")
+        clusters = clusters[clusters["concept"].isin(world.professions)].copy()
+        clusters["family"] = [world.family(p) for p in clusters["concept"]]
+        _write(clusters[["concept", "family", "cluster"]], out / name)
+        return float(adjusted_rand_score(clusters["family"], clusters["cluster"])), len(clusters)
+
+    ari_declared, n_clustered = ari(clusters_tsv, "clustering.tsv")
 
     top = pd.read_csv(top_descriptors_tsv, sep="\t")
     rows = []
-    for _, r in top[top["concept"].isin(W.PROFESSIONS)].iterrows():
+    for _, r in top[top["concept"].isin(world.professions)].iterrows():
         if r["axis"] not in AXES:
             continue
         column, positive, negative = AXES[r["axis"]]
-        majority = positive if float(planted.loc[r["concept"], column]) > 0.5 else negative
+        rate = realised[RATE_AXIS[r["axis"]]].get(r["concept"], np.nan)
+        source = "realised"
+        if not np.isfinite(rate):
+            rate, source = world.rates[r["concept"]][column], "planted"
+        majority = positive if rate > 0.5 else negative
         rows.append(
             {
                 "profession": r["concept"],
                 "axis": r["axis"],
-                "planted_majority": majority,
+                "majority": majority,
+                "majority_from": source,
                 "top_descriptor": r["descriptor"],
                 "correct": r["descriptor"] == majority,
                 "p_top1": r.get("p_top1", np.nan),
@@ -118,20 +144,13 @@ def validate(
     values = {
         "spearman_realised": rho_real,
         "spearman_planted": rho_plant,
-        "ari_families": ari,
+        "ari_families": ari_declared,
         "top1": top1,
     }
-    counts = [len(gender), len(gender), len(clusters), len(desc)]
-    if raw_similarity_tsv is not None:
-        from scalex.similarity import cluster_concepts
-
-        raw = pd.read_csv(raw_similarity_tsv, sep="\t", index_col=0)
-        profs = [p for p in W.PROFESSIONS if p in raw.index]
-        labels = cluster_concepts(raw.loc[profs, profs].to_numpy(), k_min=2, k_max=8).labels
-        values["ari_families_raw"] = float(
-            adjusted_rand_score([W.FAMILY_OF[p] for p in profs], labels)
-        )
-        counts.append(len(profs))
+    counts = [len(gender), len(gender), n_clustered, len(desc)]
+    if raw_clusters_tsv is not None:
+        values["ari_families_raw"], n_raw = ari(raw_clusters_tsv, "clustering_raw.tsv")
+        counts.append(n_raw)
     summary = pd.DataFrame(
         {
             "metric": list(values),
@@ -145,15 +164,27 @@ def validate(
     return summary
 
 
+def combine(summaries: Sequence[str | Path], readouts: Sequence[str], out: str | Path) -> None:
+    """One table (readout x metric) from the per-readout summaries."""
+    frames = []
+    for path, readout in zip(summaries, readouts, strict=True):
+        frame = pd.read_csv(path, sep="\t")
+        frame.insert(0, "readout", readout)
+        frames.append(frame)
+    _write(pd.concat(frames, ignore_index=True), Path(out))
+
+
 def main(argv: list[str] | None = None) -> int:
-    """CLI: ``python -m scalex_refworld.validate BIAS CLUSTERS TOP PLANTED RATES OUT``."""
+    """CLI: ``python -m scalex_refworld.validate BIAS CLUSTERS TOP WORLD RATES OUT``."""
     parser = argparse.ArgumentParser(description=__doc__)
-    for name in ("bias", "clusters", "top_descriptors", "planted", "rates", "out"):
+    for name in ("bias", "clusters", "top_descriptors", "world", "rates", "out"):
         parser.add_argument(name)
-    parser.add_argument("--raw-similarity", help="all-concept cosine matrix (similarity.tsv)")
+    parser.add_argument("--raw-clusters", help="clusters of the raw directions")
+    parser.add_argument("--model-digest", help="refuse rates measured on another model")
     a = parser.parse_args(argv)
+    check_evaluation(Path(a.rates).parent, a.model_digest)
     summary = validate(
-        a.bias, a.clusters, a.top_descriptors, a.planted, a.rates, a.out, a.raw_similarity
+        a.bias, a.clusters, a.top_descriptors, a.world, a.rates, a.out, a.raw_clusters
     )
     print(summary.to_string(index=False))
     return 0

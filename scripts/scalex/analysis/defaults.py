@@ -24,6 +24,7 @@ from scalex.analysis.stats import (
     cosine_from_dots,
     percentile_ci,
     step_labels,
+    template_groups,
 )
 
 BIAS_COLUMNS = [
@@ -37,6 +38,7 @@ BIAS_COLUMNS = [
     "projection_ci_high",
     "n_prompts",
     "n_seeds",
+    "resampled",
 ]
 
 
@@ -56,7 +58,8 @@ def default_bias(
     ``diffs`` maps concept names (targets *and* the two attributes) to ``(P, S, T, D)`` arrays;
     ``templates`` maps names to per-prompt template indices (missing: one template). ``targets``
     defaults to every concept except the pair. CIs are percentile intervals over ``n_boot``
-    replicates that resample seeds (shared by all concepts, attributes included) and templates.
+    replicates that resample seeds and, with at least five templates, templates (both shared by
+    all concepts, attributes included); the ``resampled`` column says which.
     ``step_names`` labels the kept steps (e.g. scheduler timesteps); default their index.
 
     Returns one row per (concept, step) with ``step`` an int or ``"all"`` (pooled over steps),
@@ -109,6 +112,9 @@ def default_bias(
                     "projection_ci_high": float(p_hi[j]),
                     "n_prompts": concepts[t].n_prompts,
                     "n_seeds": n_seeds,
+                    "resampled": PairedBootstrap.resampled(
+                        int(template_groups(concepts[t].templates, concepts[t].n_prompts).max()) + 1
+                    ),
                 }
             )
     order = sorted(targets, key=lambda n: (-np.nan_to_num(pooled[n], nan=-np.inf), n))

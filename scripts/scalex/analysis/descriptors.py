@@ -24,6 +24,7 @@ from scalex.analysis.stats import (
     bootstrap_dots,
     cosine_from_dots,
     percentile_ci,
+    template_groups,
 )
 
 DESCRIPTOR_COLUMNS = [
@@ -38,6 +39,7 @@ DESCRIPTOR_COLUMNS = [
     "margin_ci_low",
     "margin_ci_high",
     "p_top1",
+    "resampled",
 ]
 
 #: How the pipeline names a described concept, e.g. "old-nurse".
@@ -119,6 +121,9 @@ def descriptor_alignment(
                     "margin_ci_low": float(m_lo[j]),
                     "margin_ci_high": float(m_hi[j]),
                     "p_top1": float(np.mean(winners == j)),
+                    "resampled": PairedBootstrap.resampled(
+                        int(template_groups(data[c].templates, data[c].n_prompts).max()) + 1
+                    ),
                 }
             )
     df = pd.DataFrame(rows, columns=DESCRIPTOR_COLUMNS)

@@ -124,14 +124,21 @@ def _key_entropy(key: str) -> int:
     return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "little")
 
 
+#: Below this many template groups a percentile bootstrap over templates is meaningless (it can
+#: draw only a handful of distinct resamples), so only the seeds are resampled.
+MIN_TEMPLATE_GROUPS = 5
+
+
 @dataclass
 class PairedBootstrap:
     """Resampling plan shared by the concepts of one analysis.
 
     ``seed_indices`` (``n_boot`` x ``n_seeds``) is drawn once from ``seed`` and applied to every
-    concept, preserving the seed pairing. Template draws come from a generator keyed by ``seed``
-    and the concept's name, so a concept's replicates do not change when other concepts are added
-    or reordered, and a rerun with the same seed is identical.
+    concept, preserving the seed pairing. Templates pair the concepts too (every concept is
+    phrased with the same templates), so one template resample per replicate is drawn from
+    ``seed`` and the number of groups alone and shared by every concept with that many groups.
+    With fewer than ``MIN_TEMPLATE_GROUPS`` groups the templates are not resampled (seeds only),
+    and :meth:`resampled` says so.
     """
 
     n_seeds: int
@@ -145,9 +152,21 @@ class PairedBootstrap:
         rng = np.random.default_rng(np.random.SeedSequence(self.seed))
         self.seed_indices = rng.integers(0, self.n_seeds, size=(self.n_boot, self.n_seeds))
 
+    @staticmethod
+    def resamples_templates(n_groups: int) -> bool:
+        return n_groups >= MIN_TEMPLATE_GROUPS
+
+    @staticmethod
+    def resampled(n_groups: int) -> str:
+        """What a replicate resamples for a concept with ``n_groups`` template groups."""
+        return "seeds+templates" if PairedBootstrap.resamples_templates(n_groups) else "seeds"
+
     def template_indices(self, key: str, n_groups: int) -> np.ndarray:
-        """Resampled template-group indices (``n_boot`` x ``n_groups``) for the concept ``key``."""
-        ss = np.random.SeedSequence(entropy=self.seed, spawn_key=(_key_entropy(key),))
+        """Resampled template-group indices (``n_boot`` x ``n_groups``), the same for every
+        concept with ``n_groups`` groups (``key`` is not used: the resample is paired)."""
+        if not self.resamples_templates(n_groups):
+            return np.broadcast_to(np.arange(n_groups), (self.n_boot, n_groups))
+        ss = np.random.SeedSequence(entropy=self.seed, spawn_key=(_key_entropy("templates"),))
         rng = np.random.default_rng(ss)
         return rng.integers(0, n_groups, size=(self.n_boot, n_groups))
 

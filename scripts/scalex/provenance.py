@@ -1,0 +1,87 @@
+"""What a model *is*, as opposed to what it is called: a digest of its content.
+
+The results tree's hash covers this digest, so re-saving different weights into the same folder
+(retraining, fine-tuning, a corrupted download) moves every result to a new tree instead of
+leaving stale activations that look current. Hashing gigabytes of weights at every DAG build would
+cost seconds, so per-file digests are cached under the user's cache folder, keyed by the file's
+path, size and modification time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+CACHE_FILE = (
+    Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "scalex" / "digests.json"
+)
+
+
+def _file_digest(path: Path, cache: dict[str, str]) -> str:
+    st = path.stat()
+    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    if key not in cache:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        cache[key] = h.hexdigest()
+    return cache[key]
+
+
+def _load_cache() -> dict[str, str]:
+    try:
+        return json.loads(CACHE_FILE.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_cache(cache: dict[str, str]) -> None:
+    try:
+        CACHE_FILE.parent.mkdir(parents=True, exist_ok=True)
+        tmp = CACHE_FILE.with_name(f".{CACHE_FILE.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(cache, sort_keys=True))
+        tmp.replace(CACHE_FILE)
+    except OSError:  # a read-only home only costs the cache
+        pass
+
+
+def folder_digest(folder: str | Path) -> str:
+    """sha256 over every file of a model folder (relative path and content), hidden files aside.
+
+    Configs count as much as weights: a changed scheduler or scaling factor changes activations.
+    """
+    folder = Path(folder)
+    cache = _load_cache()
+    before = len(cache)
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        if any(part.startswith(".") for part in Path(rel).parts):
+            continue
+        h.update(f"{rel}\0{_file_digest(path, cache)}\n".encode())
+    if len(cache) != before:
+        _save_cache(cache)
+    return h.hexdigest()
+
+
+def hub_commit(model_id: str, revision: str | None = None) -> str | None:
+    """The commit of a hub model in the local cache (None when it is not cached)."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        path = snapshot_download(model_id, revision=revision, local_files_only=True)
+    except Exception:  # noqa: BLE001 - not cached, or no hub client: nothing to pin
+        return None
+    return Path(path).name
+
+
+def model_content(model_id: str, revision: str | None = None) -> str | None:
+    """``sha256:<hex>`` for a local folder, ``commit:<sha>`` for a cached hub id, else None."""
+    path = Path(model_id).expanduser()
+    if path.is_dir():
+        return "sha256:" + folder_digest(path)
+    commit = hub_commit(model_id, revision)
+    return None if commit is None else "commit:" + commit
