@@ -199,3 +199,59 @@ rule discovery:
         space=config["directions"]["space"],
     script:
         "../scripts/discover.py"
+
+
+rule compare_readouts:
+    """One defaults analysis on every readout side by side, against the text-encoder control."""
+    input:
+        lambda w: expand(
+            f"{TREE}/{{readout}}/analysis/defaults/{w.name}/bias.tsv", readout=READOUTS
+        ),
+    output:
+        table=report(
+            f"{TREE}/readouts/defaults/{{name}}.tsv",
+            caption="../resources/report/readouts.rst",
+            category="Readouts side by side",
+        ),
+        figure=report(
+            f"{TREE}/readouts/defaults/{{name}}.png",
+            caption="../resources/report/readouts.rst",
+            category="Readouts side by side",
+        ),
+    log:
+        f"{TREE}/logs/compare_readouts/{{name}}.log",
+    benchmark:
+        f"{TREE}/benchmarks/compare_readouts/{{name}}.tsv"
+    conda:
+        "../envs/cpu.yaml"
+    params:
+        readouts=READOUTS,
+    script:
+        "../scripts/compare_readouts.py"
+
+
+rule readouts_summary:
+    """How far each H-space readout's findings agree with the text encoder alone."""
+    input:
+        defaults=expand(f"{TREE}/readouts/defaults/{{name}}.tsv", name=ANALYSIS["defaults"]),
+        tops=expand(
+            f"{TREE}/{{readout}}/analysis/descriptors/top_descriptors.tsv",
+            readout=READOUTS if descriptors_on() else [],
+        ),
+    output:
+        report(
+            f"{TREE}/readouts/summary.tsv",
+            caption="../resources/report/readouts.rst",
+            category="Readouts side by side",
+        ),
+    log:
+        f"{TREE}/logs/readouts_summary.log",
+    benchmark:
+        f"{TREE}/benchmarks/readouts_summary.tsv"
+    conda:
+        "../envs/cpu.yaml"
+    params:
+        names=list(ANALYSIS["defaults"]),
+        readouts=READOUTS if descriptors_on() else [],
+    script:
+        "../scripts/readouts_summary.py"

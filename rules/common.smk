@@ -173,8 +173,14 @@ def validation_possible():
     )
 
 
+def descriptors_on():
+    return ANALYSIS["descriptors"]["enabled"] and bool(descriptor_concepts())
+
+
 def all_outputs():
     outputs = [out for readout in READOUTS for out in readout_outputs(readout)]
+    if len(READOUTS) > 1 and ANALYSIS["defaults"]:
+        outputs.append(f"{TREE}/readouts/summary.tsv")
     outputs += conditioning_outputs()
     if validation_possible():
         outputs.append(f"{TREE}/validation/summary.tsv")

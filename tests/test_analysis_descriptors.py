@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scalex.analysis.descriptors import DESCRIPTOR_COLUMNS, descriptor_alignment, top_descriptors
 
-D, S, T, P = 40, 12, 2, 4
+D, S, T, P = 40, 12, 2, 6  # 6 prompts: enough groups to resample
 AXES = {"age": ["young", "old"], "mood": ["happy", "sad", "calm"]}
 # How much of each descriptor the plain concept already carries: the planted default.
 PLANTED = {

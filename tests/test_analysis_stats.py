@@ -126,19 +126,26 @@ def test_bootstrap_dots_equal_slow_loop_chunked_and_step_subset(small):
             np.testing.assert_allclose(got[0], np.sum(np.multiply(d_x, d_y), axis=1), atol=1e-6)
 
 
-def test_bootstrap_is_reproducible_and_keyed_by_concept():
+def test_bootstrap_is_reproducible_and_paired_across_concepts():
     a = PairedBootstrap(n_seeds=6, n_boot=50, seed=1)
     b = PairedBootstrap(n_seeds=6, n_boot=50, seed=1)
     c = PairedBootstrap(n_seeds=6, n_boot=50, seed=2)
     np.testing.assert_array_equal(a.seed_indices, b.seed_indices)
-    np.testing.assert_array_equal(a.template_indices("nurse", 4), b.template_indices("nurse", 4))
+    np.testing.assert_array_equal(a.template_indices("nurse", 6), b.template_indices("nurse", 6))
     assert not np.array_equal(a.seed_indices, c.seed_indices)
-    assert not np.array_equal(a.template_indices("nurse", 4), a.template_indices("doctor", 4))
-    w = a.weights("nurse", np.array([0, 0, 1, 2, 3]))
-    assert w.shape == (51, 4, 6)
+    assert not np.array_equal(a.template_indices("nurse", 6), c.template_indices("nurse", 6))
+    # one template resample per replicate, shared by every concept (paired, like the seeds)
+    np.testing.assert_array_equal(a.template_indices("nurse", 6), a.template_indices("doctor", 6))
+    assert len({tuple(r) for r in a.template_indices("nurse", 6)}) > 1
+    # fewer than five template groups: seeds only, and the tables say so
+    np.testing.assert_array_equal(a.template_indices("nurse", 4), np.tile(np.arange(4), (50, 1)))
+    assert PairedBootstrap.resampled(4) == "seeds"
+    assert PairedBootstrap.resampled(5) == "seeds+templates"
+    w = a.weights("nurse", np.array([0, 0, 1, 2, 3, 4, 5]))
+    assert w.shape == (51, 6, 6)
     np.testing.assert_array_equal(w[0], 1)
     # Counts: every replicate draws G groups x S seeds, i.e. sum of counts = G * S.
-    np.testing.assert_array_equal(w[1:].sum(axis=(1, 2)), 4 * 6)
+    np.testing.assert_array_equal(w[1:].sum(axis=(1, 2)), 6 * 6)
 
 
 def test_bootstrap_dots_checks_inputs(small):

@@ -50,16 +50,19 @@ def tree(tmp_path_factory, tiny_models):
     shard, base = out / "activations" / "b0000.h5", out / "activations" / "baseline.h5"
     extract_shard([files[c] for c, *_ in ROWS], shard, settings, h, RUNTIME)
     extract_shard([files["baseline"]], base, settings, h, RUNTIME)
-    dirs = out / "directions" / "b0000.h5"
-    compute_directions(shard, base, dirs, h)
-    compute_similarity([dirs], out / "similarity" / "similarity.h5", out / "sim.tsv", h)
+    r = out / "prompt"  # the readout this fixture writes
+    dirs = r / "directions" / "b0000.h5"
+    compute_directions(shard, base, dirs, h, readout="prompt")
+    compute_similarity([dirs], r / "similarity" / "similarity.h5", r / "sim.tsv", h)
     compute_clusters(
-        out / "similarity" / "similarity.h5",
-        out / "clusters" / "clusters.tsv",
-        out / "clusters" / "silhouette.tsv",
-        out / "clusters" / "similarity.tsv",
+        r / "similarity" / "similarity.h5",
+        r / "clusters" / "raw" / "clusters.tsv",
+        r / "clusters" / "raw" / "silhouette.tsv",
+        r / "clusters" / "raw" / "similarity.tsv",
         h,
         sets=["professions"],
+        direction_files=[dirs],
+        null_permutations=0,
     )
     data = load_concept_diffs({c: shard for c, *_ in ROWS}, base, h, "mid_block", "pooled")
     boot = {"bootstrap": 50, "confidence": 0.9, "seed": 0}
@@ -67,7 +70,7 @@ def tree(tmp_path_factory, tiny_models):
         data,
         ["doctor", "nurse", "chef"],
         ("woman", "man"),
-        out / "analysis" / "defaults" / "gender",
+        r / "analysis" / "defaults" / "gender",
         boot,
     )
     return {"root": root, "out": out, "hash": h, "shard": shard}
@@ -76,10 +79,11 @@ def tree(tmp_path_factory, tiny_models):
 def test_results_from_config_finds_the_tree(tree):
     res = Results.from_config(tree["root"] / "config" / "config.yaml")
     assert res.tree == tree["out"] and res.settings_hash == tree["hash"]
+    assert res.readout == "content"  # the config's directions.readout
 
 
 def test_tables_and_matrices(tree):
-    res = Results(tree["out"])
+    res = Results(tree["out"], readout="prompt")
     bias = res.bias("gender")
     assert sorted(bias["concept"]) == ["chef", "doctor", "nurse"]
     assert (bias["step"].astype(str) == "all").all()
@@ -97,7 +101,7 @@ def test_tables_and_matrices(tree):
 
 
 def test_activations_have_named_dimensions(tree):
-    res = Results(tree["out"])
+    res = Results(tree["out"], readout="prompt")
     acts = res.activations("nurse")
     values = getattr(acts, "values", acts)
     assert values.shape[:3] == (1, 2, 2)  # one prompt, two seeds, two steps
@@ -107,9 +111,11 @@ def test_activations_have_named_dimensions(tree):
 
 
 def test_missing_things_are_named(tree):
-    res = Results(tree["out"])
+    res = Results(tree["out"], readout="prompt")
     with pytest.raises(StoreError, match="descriptors.tsv"):
         res.descriptors()
+    with pytest.raises(StoreError, match="content"):
+        res.bias("gender", readout="content")  # not written by this fixture
     with pytest.raises(StoreError, match="'engineer'"):
         res.activations("engineer")
     with pytest.raises(StoreError, match="no such results tree"):

@@ -22,7 +22,7 @@ from scalex.errors import ConfigError, ExtractionError
 
 PROMPT = "a photo of a doctor"
 STEPS = 3
-REFERENCE = ROOT / "resources" / "reference-model"
+REFERENCE = ROOT / "resources" / "worlds" / "stereotyped" / "model"
 
 
 @pytest.fixture(scope="module")

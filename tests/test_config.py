@@ -48,13 +48,17 @@ def test_defaults_filled(tmp_path):
     assert out["concepts"]["templates"] == {"default": ["a photo of {article} {term}"]}
     assert out["concepts"]["baseline"] == {"terms": ["person"], "templates": "default"}
     assert out["concepts"]["descriptors"] == {"targets": [], "axes": {}}
-    assert out["directions"] == {"tap": "mid_block", "space": "pooled"}
+    assert out["directions"] == {"tap": "mid_block", "space": "pooled", "readout": "content"}
+    assert e["readouts"] == ["content", "prompt", "text"]
+    assert e["content_prompt"] == "a photo of a person"  # the baseline's first prompt
     assert out["clustering"] == {
         "sets": None,
         "linkage": "average",
         "k_min": 2,
         "k_max": 12,
         "remove_axes": [],
+        "null_permutations": 200,
+        "null_alpha": 0.05,
     }
     assert seeds(out) == list(range(8))
 
@@ -69,7 +73,7 @@ def test_seed_list_and_range(base_cfg):
 
 def test_repository_config_is_valid():
     cfg = load_config(ROOT / "config" / "config.yaml")
-    assert cfg["model"]["id"] == "resources/reference-model"
+    assert cfg["model"]["id"] == "resources/worlds/stereotyped/model"
     assert cfg["sampling"]["eta"] == 0.0  # a default filled in
 
 
@@ -106,6 +110,8 @@ _DELETE = object()
         ("concepts.sheets", ["no/such/sheet.tsv"], "no/such/sheet.tsv"),
         ("extraction.keep_steps", [0, 2], "extraction.keep_steps"),
         ("concepts.baseline.templates", "nope", "concepts.baseline.templates"),
+        ("extraction.readouts", ["contents"], "extraction.readouts"),
+        ("directions.readout", "contents", "directions.readout"),
     ],
 )
 def test_malformed_config_names_the_key(base_cfg, key, value, named):

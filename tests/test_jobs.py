@@ -111,7 +111,8 @@ def test_shard_contents(pipeline):
         pipeline["pipe"], sampling_settings(pipeline["settings"], {"device": "cpu"})
     )
     samples = [(p, s) for p in ["a photo of a nurse", "a photo of a caregiver"] for s in (0, 1)]
-    direct = ex.run(samples, progress=False).data["mid_block"]["pooled"].reshape(2, 2, 2, 64)
+    direct = ex.run_all(samples, progress=False)["prompt"].data["mid_block"]["pooled"]
+    direct = direct.reshape(2, 2, 2, 64)
     np.testing.assert_allclose(stored, direct, rtol=2e-3, atol=2e-3)  # stored as float16
 
 
@@ -128,8 +129,8 @@ def test_directions_similarity_clusters(pipeline):
 
     # the direction is the normalised seed-paired mean difference to the baseline
     with h5py.File(pipeline["shard"]) as f, h5py.File(pipeline["baseline"]) as fb:
-        doc = f["concepts/doctor/mid_block/pooled"][()].astype(np.float32)
-        base = fb["concepts/baseline/mid_block/pooled"][()].astype(np.float32)
+        doc = f["concepts/doctor/prompt/mid_block/pooled"][()].astype(np.float32)
+        base = fb["concepts/baseline/prompt/mid_block/pooled"][()].astype(np.float32)
     mean = (doc - base.mean(axis=0, keepdims=True)).mean(axis=(0, 1)).mean(axis=0)
     np.testing.assert_allclose(d["aggregate"][0], mean / np.linalg.norm(mean), atol=1e-5)
 
@@ -146,7 +147,10 @@ def test_directions_similarity_clusters(pipeline):
 
     clusters, silhouette = root / "clusters.tsv", root / "silhouette.tsv"
     matrix = root / "clustered.tsv"
-    compute_clusters(sim_h5, clusters, silhouette, matrix, h, sets=None, k_min=2, k_max=3)
+    no_null = {"direction_files": [dirs], "null_permutations": 0}
+    compute_clusters(
+        sim_h5, clusters, silhouette, matrix, h, sets=None, k_min=2, k_max=3, **no_null
+    )
     labels = pd.read_csv(clusters, sep="\t")
     assert sorted(labels["concept"]) == d["ids"]
     assert set(labels.columns) == {"concept", "set", "cluster"}
@@ -157,13 +161,13 @@ def test_directions_similarity_clusters(pipeline):
     np.testing.assert_allclose(clustered.loc[d["ids"], d["ids"]], sim["aggregate"], atol=1e-5)
 
     compute_clusters(
-        sim_h5, clusters, silhouette, matrix, h, sets=["professions"], k_min=2, k_max=3
+        sim_h5, clusters, silhouette, matrix, h, sets=["professions"], k_min=2, k_max=3, **no_null
     )
     assert sorted(pd.read_csv(clusters, sep="\t")["concept"]) == ["doctor", "engineer", "nurse"]
     with pytest.raises(ValueError, match="select 1 concepts"):
-        compute_clusters(sim_h5, clusters, silhouette, matrix, h, sets=["genders"])
+        compute_clusters(sim_h5, clusters, silhouette, matrix, h, sets=["genders"], **no_null)
     with pytest.raises(StoreError, match="similarity.h5"):
-        compute_clusters(sim_h5, clusters, silhouette, matrix, "00000000")
+        compute_clusters(sim_h5, clusters, silhouette, matrix, "00000000", **no_null)
 
     # removing the woman axis: the clustered matrix is the cosine of the residual directions
     compute_clusters(
@@ -229,3 +233,19 @@ def test_mixed_seeds_in_a_shard_are_refused(pipeline, tmp_path):
             RUNTIME,
         )
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_pairing_refuses_mixed_noise_sources(pipeline, tmp_path):
+    """A shard whose seeds drew their noise on another device cannot pair with the baseline."""
+    import shutil
+
+    from scalex.jobs import load_differences
+
+    with h5py.File(pipeline["shard"]) as f:
+        assert f.attrs["noise_source"] == "cpu" and f.attrs["device"] == "cpu"
+    other = tmp_path / "b0000.h5"
+    shutil.copy(pipeline["shard"], other)
+    with h5py.File(other, "r+") as f:
+        f.attrs["noise_source"] = "cuda"
+    with pytest.raises(StoreError, match="noise drawn on 'cuda'"):
+        load_differences(other, pipeline["baseline"], pipeline["hash"], "mid_block", "pooled")

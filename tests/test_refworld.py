@@ -12,8 +12,10 @@ from scalex_refworld import reader as R
 from scalex_refworld import world as W
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLE = ROOT / "resources" / "reference" / "planted.tsv"
-MODEL = ROOT / "resources" / "reference-model"
+WORLD = W.load_world("stereotyped")
+TABLE = W.world_table("stereotyped")
+MODEL = W.world_model("stereotyped")
+WORLDS = W.committed_worlds()
 
 
 def _key(x):
@@ -24,19 +26,21 @@ def _key(x):
 
 
 def test_render_is_deterministic_from_seed():
-    combos = W.all_combinations()
-    a = W.render_batch(combos, seed=3)
-    b = W.render_batch(combos, seed=3)
-    c = W.render_batch(combos, seed=4)
+    combos = WORLD.all_combinations()
+    a = WORLD.render_batch(combos, seed=3)
+    b = WORLD.render_batch(combos, seed=3)
+    c = WORLD.render_batch(combos, seed=4)
     assert a.shape == (104, 32, 32, 3) and a.dtype == np.uint8
     assert np.array_equal(a, b)
     assert not np.array_equal(a, c)
     # without jitter the image depends on the attributes only
-    assert np.array_equal(W.render(combos[5]), W.render(combos[5]))
+    assert np.array_equal(WORLD.render(combos[5]), WORLD.render(combos[5]))
 
 
-def test_every_identity_looks_different():
-    imgs = W.render_batch(W.all_combinations(), seed=0, jitter=0)
+@pytest.mark.parametrize("name", ["stereotyped", "opposed", "scrambled"])
+def test_every_identity_looks_different(name):
+    world = W.load_world(name)
+    imgs = world.render_batch(world.all_combinations(), seed=0, jitter=0)
     flat = imgs.reshape(len(imgs), -1)
     assert len({row.tobytes() for row in flat}) == len(imgs)
 
@@ -44,89 +48,135 @@ def test_every_identity_looks_different():
 def test_attributes_have_bold_cues():
     """Changing one attribute changes a sizeable area (the cues must survive 8x8 latents)."""
     base = W.Attributes("nurse", "woman", "young", "rich")
-    ref = W.render(base).astype(int)
+    ref = WORLD.render(base).astype(int)
     for other in (
         W.Attributes("doctor", "woman", "young", "rich"),
         W.Attributes("nurse", "man", "young", "rich"),
         W.Attributes("nurse", "woman", "old", "rich"),
         W.Attributes("nurse", "woman", "young", "poor"),
     ):
-        changed = (np.abs(W.render(other).astype(int) - ref).sum(-1) > 60).sum()
+        changed = (np.abs(WORLD.render(other).astype(int) - ref).sum(-1) > 60).sum()
         assert changed >= 20, other
 
 
 # ---------------------------------------------------------------- reader
 
 
-def test_reader_exact_on_every_combination():
-    combos = W.all_combinations() * 5
-    imgs = W.render_batch(combos, seed=11)
-    got = R.read(imgs)
+@pytest.mark.parametrize("name", ["stereotyped", "opposed", "scrambled"])
+def test_reader_exact_on_every_combination(name):
+    world = W.load_world(name)
+    combos = world.all_combinations() * 5
+    imgs = world.render_batch(combos, seed=11)
+    got = R.read(imgs, world)
     assert [_key(r) for r in got] == [_key(c) for c in combos]
-    assert [r.family for r in got] == [c.family for c in combos]
+    assert [r.family for r in got] == [world.family(c.profession) for c in combos]
     # float images in [0, 1] (the pipeline's output_type="np") read the same
-    assert [_key(r) for r in R.read(imgs / 255.0)] == [_key(c) for c in combos]
+    assert [_key(r) for r in R.read(imgs / 255.0, world)] == [_key(c) for c in combos]
 
 
-def test_reader_robust_to_blur_and_noise():
+@pytest.mark.parametrize("name", ["stereotyped", "scrambled"])
+def test_reader_robust_to_blur_and_noise(name):
     from scipy.ndimage import gaussian_filter
 
-    combos = W.all_combinations() * 3
-    x = W.render_batch(combos, seed=5).astype(np.float32) / 255.0
+    world = W.load_world(name)
+    combos = world.all_combinations() * 3
+    x = world.render_batch(combos, seed=5).astype(np.float32) / 255.0
     x = gaussian_filter(x, sigma=(0, 0.8, 0.8, 0))
     x = x + np.random.default_rng(0).normal(0, 0.06, x.shape)
-    got = R.read(np.clip(x, 0, 1).astype(np.float32))
+    got = R.read(np.clip(x, 0, 1).astype(np.float32), world)
     assert [_key(r) for r in got] == [_key(c) for c in combos]
 
 
 def test_reader_notices_changes():
-    img = W.render(W.Attributes("plumber", "man", "old", "poor"))
-    assert _key(R.read_one(img)) == ("plumber", "man", "old", "poor")
+    img = WORLD.render(W.Attributes("plumber", "man", "old", "poor"))
+    assert _key(R.read_one(img, WORLD)) == ("plumber", "man", "old", "poor")
     img2 = img.copy()
     img2[W.HAIR_BOX[0] : W.HAIR_BOX[1], W.HAIR_BOX[2] : W.HAIR_BOX[3]] = W.HAIR["young"]
-    assert R.read_one(img2).age == "young"
+    assert R.read_one(img2, WORLD).age == "young"
     img3 = img.copy()
-    img3[:] = W.BACKGROUND["none"]
-    assert R.read_one(img3).profession == "person"
+    img3[:] = W.NO_FAMILY_BACKGROUND
+    assert R.read_one(img3, WORLD).profession == "person"
 
 
-# ---------------------------------------------------------------- planted table and captions
+# ---------------------------------------------------------------- world tables and captions
 
 
 @pytest.fixture(scope="module")
 def table():
-    return W.load_table(TABLE)
+    return WORLD.rates
 
 
-def test_planted_table_constraints(table):
+def test_committed_worlds_are_all_there():
+    assert WORLDS == ["opposed", "scrambled", "stereotyped"]
+    for name in WORLDS:
+        size = sum(f.stat().st_size for f in W.world_model(name).rglob("*") if f.is_file())
+        assert size <= 20e6, name
+
+
+@pytest.mark.parametrize("name", ["stereotyped", "opposed", "scrambled"])
+def test_world_table_constraints(name):
+    world = W.load_world(name)
+    table = world.rates
     pw = {p: r["p_woman"] for p, r in table.items()}
     assert min(pw.values()) == pytest.approx(0.05)
     assert max(pw.values()) == pytest.approx(0.95)
     assert len(set(pw.values())) == len(pw)  # a full spread, no ties
-    for fam, profs in W.FAMILIES.items():
-        vals = [pw[p] for p in profs]
-        assert min(vals) < 0.5 < max(vals), f"{fam} lacks both low and high P(woman)"
-    for slot in W.SLOTS:  # nor ordered along the accessory slot
-        vals = [pw[p] for p in W.PROFESSIONS if W.ACCESSORY[p][0] == slot]
-        assert min(vals) < 0.5 < max(vals)
     for col in ("p_old", "p_rich"):
-        for fam, profs in W.FAMILIES.items():
-            vals = [table[p][col] for p in profs]
-            assert all(abs(v - 0.5) >= 0.3 for v in vals), col
-            assert min(vals) < 0.5 < max(vals), f"{col} aligned with family {fam}"
+        assert all(abs(r[col] - 0.5) >= 0.3 for r in table.values()), col
     # the descriptor axes are not copies of the gender axis or of each other
+    profs = world.professions
     for a, b in (("p_woman", "p_old"), ("p_woman", "p_rich"), ("p_old", "p_rich")):
-        x = np.array([table[p][a] for p in W.PROFESSIONS])
-        y = np.array([table[p][b] for p in W.PROFESSIONS])
+        x = np.array([table[p][a] for p in profs])
+        y = np.array([table[p][b] for p in profs])
         assert abs(np.corrcoef(x, y)[0, 1]) < 0.8
+    if name == "stereotyped":  # nor aligned with the families (the look)
+        for fam, members in world.families.items():
+            vals = [pw[p] for p in members]
+            assert min(vals) < 0.5 < max(vals), f"{fam} lacks both low and high P(woman)"
 
 
-def test_table_rejects_bad_rows(tmp_path, table):
+def test_opposed_world_reverses_every_rate():
+    st, op = W.load_world("stereotyped"), W.load_world("opposed")
+    assert st.families == op.families
+    for p in st.professions:
+        for col in W.RATE_COLUMNS:
+            assert op.rates[p][col] == pytest.approx(1 - st.rates[p][col])
+
+
+def test_scrambled_families_cut_across_semantic_categories():
+    st, sc = W.load_world("stereotyped"), W.load_world("scrambled")
+    assert sorted(sc.professions) == sorted(st.professions)
+    assert sc.rates == st.rates
+    for members in sc.families.values():
+        # three professions of three different semantic families share one look
+        assert len({st.family(p) for p in members}) == len(members) == 3
+
+
+def _table_with(tmp_path, old: str, new: str) -> Path:
     bad = tmp_path / "bad.tsv"
-    text = TABLE.read_text().replace("nurse\tmedical", "nurse\tkitchen")
-    bad.write_text(text)
-    with pytest.raises(ValueError):
-        W.load_table(bad)
+    text = TABLE.read_text()
+    assert old in text
+    bad.write_text(text.replace(old, new, 1))
+    return bad
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("nurse\tmedical\tA", "nurse\tmedical\tB", "one slot and one background"),
+        ("doctor\tmedical", "nurse\tmedical", "appears twice"),
+        ("#dc1428\t0.95", "#3c3c3d\t0.95", "too alike"),
+        ("0.95", "1.95", r"outside \[0, 1\]"),
+        ("0.95", "x", "numbers"),
+        ("#dc1428", "red", "colour"),
+        ("profession\tfamily", "job\tfamily", "columns"),
+        ("nurse\tmedical\tA", "nurse\tnone\tA", "reserved"),
+    ],
+)
+def test_table_rejects_bad_rows(tmp_path, old, new, message):
+    with pytest.raises(ValueError, match=message) as info:
+        W.World.from_table(_table_with(tmp_path, old, new))
+    assert "bad.tsv" in str(info.value)
 
 
 def test_captions_and_articles():
@@ -142,14 +192,14 @@ def test_captions_and_articles():
     assert W.make_caption("a photo of {}", W.make_term("electrician")) == (
         "a photo of an electrician"
     )
-    caps = W.all_captions()
+    caps = WORLD.all_captions()
     assert "" in caps and "a photo of a person" in caps and "a portrait of an old doctor" in caps
 
 
 def test_caption_sampling_realises_planted_rates(table):
     rng = np.random.default_rng(0)
-    attrs, caps = W.sample_examples(40000, table, rng)
-    allowed = set(W.all_captions())
+    attrs, caps = WORLD.sample_examples(40000, rng)
+    allowed = set(WORLD.all_captions())
     assert set(caps) <= allowed
     assert 0.08 < caps.count("") / len(caps) < 0.12
     counts, women = Counter(), Counter()
@@ -157,7 +207,7 @@ def test_caption_sampling_realises_planted_rates(table):
         words = c.split()
         if c:
             # named attributes are the true ones; the profession is always named
-            named_profs = [w for w in words if w in W.PROFESSIONS]
+            named_profs = [w for w in words if w in WORLD.professions]
             assert named_profs == ([] if a.profession == W.PERSON else [a.profession])
             for axis, (v1, v2) in W.AXES.items():
                 value = getattr(a, axis)
@@ -169,7 +219,7 @@ def test_caption_sampling_realises_planted_rates(table):
             ):
                 counts[a.profession] += 1
                 women[a.profession] += a.gender == "woman"
-    for prof in W.PROFESSIONS:
+    for prof in WORLD.professions:
         n = counts[prof]
         assert n > 300
         # 5 standard errors at worst: a wrong rate (e.g. the marginal) fails this
@@ -236,10 +286,10 @@ def test_committed_model_follows_explicit_prompts():
 
     torch.set_flush_denormal(True)
     pipe = load_reference_pipeline(MODEL)
-    items = [it for it in explicit_prompts() if it[1]["set"] == "full"][::3]  # 35 identities
+    items = [it for it in explicit_prompts(WORLD) if it[1]["set"] == "full"][::3]  # 35 identities
     prompts = [c for c, _ in items]
     imgs = generate(pipe, prompts, list(range(len(prompts))), steps=20, guidance=3.0)
-    got = R.read(imgs)
+    got = R.read(imgs, WORLD)
     for attr in ("profession", "gender", "age", "wealth"):
         acc = np.mean([getattr(r, attr) == nm[attr] for r, (_, nm) in zip(got, items, strict=True)])
         assert acc >= 0.9, (attr, acc)
@@ -252,16 +302,15 @@ def test_evaluation_tables_on_tiny_model(tiny_model, tmp_path):
     from scalex_refworld.pipeline import load_reference_pipeline
 
     pipe = load_reference_pipeline(tiny_model)
-    table = W.load_table(TABLE)
-    rows = E.rates(pipe, table, samples=2, steps=2, guidance=2.0)
+    rows = E.rates(pipe, WORLD, samples=2, steps=2, guidance=2.0)
     assert len(rows) == 13 * 3
     nurse = next(r for r in rows if r["profession"] == "nurse" and r["axis"] == "gender")
     assert nurse["planted"] == 0.95 and nurse["prompt"] == "a photo of a nurse"
     assert nurse["gap"] == pytest.approx(nurse["realised"] - 0.95, abs=1e-3)
     E.write_tsv(tmp_path / "rates.tsv", rows)
     assert (tmp_path / "rates.tsv").read_text().startswith("prompt\tprofession\tfamily\taxis")
-    items = E.explicit_prompts()
+    items = E.explicit_prompts(WORLD)
     assert len(items) == 13 * 8 + 13 * 6
     assert ("a photo of an old rich female doctor", "full") in [(c, n["set"]) for c, n in items]
-    h_rows, corr = E.hspace_defaults(pipe, table, seeds=2, steps=2)
+    h_rows, corr = E.hspace_defaults(pipe, WORLD, seeds=2, steps=2)
     assert len(h_rows) == 12 * 3 and set(corr) == {"gender", "age", "wealth"}

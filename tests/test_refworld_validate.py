@@ -1,37 +1,38 @@
 """The ground-truth check itself: it must pass on the truth and fail on wrong results."""
 
-from pathlib import Path
 
 import pandas as pd
 import pytest
 from scalex_refworld import validate as V
 from scalex_refworld import world as W
 
-PLANTED = Path(__file__).resolve().parents[1] / "resources" / "reference" / "planted.tsv"
+PLANTED = W.world_table("stereotyped")
+WORLD = W.load_world("stereotyped")
+PROFESSIONS = WORLD.professions
 
 
 def _inputs(tmp_path, gender_score, cluster_of, descriptor_of):
-    table = W.load_table(PLANTED)
+    table = WORLD.rates
     bias = pd.DataFrame(
         {
-            "concept": list(W.PROFESSIONS),
+            "concept": list(PROFESSIONS),
             "step": "all",
-            "score": [gender_score(p, table[p]["p_woman"]) for p in W.PROFESSIONS],
+            "score": [gender_score(p, table[p]["p_woman"]) for p in PROFESSIONS],
             "ci_low": 0.0,
             "ci_high": 0.0,
         }
     )
     clusters = pd.DataFrame(
         {
-            "concept": list(W.PROFESSIONS),
+            "concept": list(PROFESSIONS),
             "set": "professions",
-            "cluster": [cluster_of(p) for p in W.PROFESSIONS],
+            "cluster": [cluster_of(p) for p in PROFESSIONS],
         }
     )
     top = pd.DataFrame(
         [
             {"concept": p, "axis": axis, "descriptor": descriptor_of(p, axis, table[p])}
-            for p in W.PROFESSIONS
+            for p in PROFESSIONS
             for axis in ("age", "wealth")
         ]
     )
@@ -39,14 +40,19 @@ def _inputs(tmp_path, gender_score, cluster_of, descriptor_of):
         [
             {
                 "profession": p,
-                "axis": "gender",
-                "value": "woman",
-                "planted": table[p]["p_woman"],
-                "realised": table[p]["p_woman"] + 0.01,
+                "axis": axis,
+                "value": value,
+                "planted": table[p][col],
+                "realised": table[p][col] + 0.01,
                 "gap": 0.01,
                 "guidance_scale": 3.0,
             }
-            for p in W.PROFESSIONS
+            for p in PROFESSIONS
+            for axis, value, col in (
+                ("gender", "woman", "p_woman"),
+                ("age", "old", "p_old"),
+                ("wealth", "rich", "p_rich"),
+            )
         ]
     )
     paths = {}
@@ -62,20 +68,23 @@ def _truthful_descriptor(_p, axis, rates):
 
 
 def test_truth_meets_every_target(tmp_path):
-    families = sorted(W.FAMILIES)
+    families = sorted(WORLD.families)
     p = _inputs(
         tmp_path,
         gender_score=lambda _p, pw: 2 * pw - 1,
-        cluster_of=lambda prof: families.index(W.FAMILY_OF[prof]) + 1,
+        cluster_of=lambda prof: families.index(WORLD.family(prof)) + 1,
         descriptor_of=_truthful_descriptor,
     )
-    summary = V.validate(p["bias"], p["clusters"], p["top"], PLANTED, p["rates"], tmp_path / "v")
+    summary = V.validate(
+        p["bias"], p["clusters"], p["top"], PLANTED, p["rates"], tmp_path / "v", p["clusters"]
+    )
     values = summary.set_index("metric")["value"]
+    assert values["ari_families_raw"] == pytest.approx(1.0)
     assert values["spearman_planted"] == pytest.approx(1.0)
     assert values["spearman_realised"] == pytest.approx(1.0)
     assert values["ari_families"] == pytest.approx(1.0)
     assert values["top1"] == pytest.approx(1.0)
-    assert summary["met"].all()
+    assert summary["met"].dropna().all()
     for name in ("gender_defaults", "clustering", "descriptors", "summary"):
         assert (tmp_path / "v" / f"{name}.tsv").is_file()
 
@@ -84,7 +93,7 @@ def test_wrong_results_miss_targets(tmp_path):
     p = _inputs(
         tmp_path,
         gender_score=lambda _prof, pw: 1 - 2 * pw,
-        cluster_of=lambda prof: W.PROFESSIONS.index(prof) % 2 + 1,
+        cluster_of=lambda prof: PROFESSIONS.index(prof) % 2 + 1,
         descriptor_of=lambda prof, axis, r: (
             V.AXES[axis][2]
             if _truthful_descriptor(prof, axis, r) == V.AXES[axis][1]
@@ -96,4 +105,30 @@ def test_wrong_results_miss_targets(tmp_path):
     assert values["spearman_planted"] == pytest.approx(-1.0)
     assert values["top1"] == pytest.approx(0.0)
     assert values["ari_families"] < 0.8
-    assert not summary["met"].any()
+    assert not summary["met"].dropna().any()
+
+
+def test_scrambled_world_judges_against_its_own_families(tmp_path):
+    """Clusters by semantic category pass on the stereotyped world and fail on the scrambled."""
+    stereo = W.load_world("stereotyped")
+    semantic = sorted(stereo.families)
+    p = _inputs(
+        tmp_path,
+        gender_score=lambda _p, pw: 2 * pw - 1,
+        cluster_of=lambda prof: semantic.index(stereo.family(prof)) + 1,
+        descriptor_of=_truthful_descriptor,
+    )
+    ok = V.validate(p["bias"], p["clusters"], p["top"], PLANTED, p["rates"], tmp_path / "a")
+    scrambled = W.world_table("scrambled")
+    bad = V.validate(p["bias"], p["clusters"], p["top"], scrambled, p["rates"], tmp_path / "b")
+    assert ok.set_index("metric")["value"]["ari_families"] == pytest.approx(1.0)
+    assert bad.set_index("metric")["value"]["ari_families"] < 0.2
+
+
+def test_rates_of_other_weights_are_refused(tmp_path):
+    import json
+
+    (tmp_path / "summary.json").write_text(json.dumps({"model_digest": "sha256:aaa"}))
+    V.check_evaluation(tmp_path, "sha256:aaa")
+    with pytest.raises(SystemExit, match="measured on model sha256:aaa"):
+        V.check_evaluation(tmp_path, "sha256:bbb")

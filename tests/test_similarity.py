@@ -104,3 +104,41 @@ def test_remove_axes_reveals_structure_hidden_by_a_shared_axis():
     same = lambda a, b: (a == b).all() or (a == 3 - b).all()  # noqa: E731
     assert not same(raw, labels + 1)
     assert same(cleaned, labels + 1)
+
+
+def test_null_answers_one_cluster_without_structure():
+    """Directions drawn from one isotropic cloud have no clusters: the null says k = 1."""
+    from scalex.similarity import cluster_with_null
+
+    rng = np.random.default_rng(0)
+    cloud = rng.standard_normal((24, 32)) + 3.0  # a shared offset, no groups
+    result = cluster_with_null(cloud, k_min=2, k_max=8, permutations=99, seed=1)
+    assert result.k == 1 and set(result.labels) == {1}
+    assert result.p_value > 0.05
+    assert result.silhouette  # the best split is still reported
+
+
+def test_null_keeps_real_clusters():
+    from scalex.similarity import cluster_with_null
+
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((3, 32)) * 3
+    vectors = np.repeat(centres, 8, axis=0) + 0.5 * rng.standard_normal((24, 32))
+    result = cluster_with_null(vectors, k_min=2, k_max=8, permutations=99, seed=1)
+    assert result.k == 3 and result.p_value <= 0.01
+    truth = np.repeat([0, 1, 2], 8)
+    from sklearn.metrics import adjusted_rand_score
+
+    assert adjusted_rand_score(truth, result.labels) == 1.0
+
+
+def test_null_is_reproducible_and_optional():
+    from scalex.similarity import cluster_with_null
+
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((12, 16))
+    a = cluster_with_null(vectors, permutations=20, seed=5)
+    b = cluster_with_null(vectors, permutations=20, seed=5)
+    np.testing.assert_array_equal(a.null_silhouettes, b.null_silhouettes)
+    skipped = cluster_with_null(vectors, permutations=0)
+    assert skipped.p_value is None and skipped.k >= 2

@@ -32,9 +32,11 @@ ATTRS = {
 def _write(path, attrs=ATTRS, seed=0):
     rng = np.random.default_rng(seed)
     arrays = {
-        "mid_block": {
-            "pooled": rng.normal(size=(2, 2, 3, 8)).astype(np.float32),
-            "full": rng.normal(size=(2, 2, 3, 8, 2, 2)).astype(np.float32),
+        "prompt": {
+            "mid_block": {
+                "pooled": rng.normal(size=(2, 2, 3, 8)).astype(np.float32),
+                "full": rng.normal(size=(2, 2, 3, 8, 2, 2)).astype(np.float32),
+            }
         }
     }
     with atomic_h5(path, ACTIVATIONS, attrs) as f:
@@ -63,13 +65,13 @@ def test_roundtrip(tmp_path):
         assert group["template_index"][()].tolist() == [0, 1]
         assert group.attrs["set"] == "professions"
         pooled = read_activations(f, "doctor", "mid_block", "pooled")
-        assert pooled.dtype == np.float32 and f["concepts/doctor/mid_block/pooled"].dtype == (
-            np.float16
-        )
+        assert pooled.dtype == np.float32 and f[
+            "concepts/doctor/prompt/mid_block/pooled"
+        ].dtype == (np.float16)
         np.testing.assert_array_equal(
-            pooled, arrays["mid_block"]["pooled"].astype(np.float16).astype(np.float32)
+            pooled, arrays["prompt"]["mid_block"]["pooled"].astype(np.float16).astype(np.float32)
         )
-        assert f["concepts/doctor/mid_block/full"].chunks == (1, 1, 3, 8, 2, 2)
+        assert f["concepts/doctor/prompt/mid_block/full"].chunks == (1, 1, 3, 8, 2, 2)
         with pytest.raises(StoreError, match="no 'full' activations of 'nurse'"):
             read_activations(f, "nurse", "mid_block", "full")
     assert _leftovers(path.parent) == []

@@ -24,6 +24,7 @@ pytestmark = pytest.mark.slow
 SNAKEFILE = ROOT / "Snakefile"
 #: The core rules whose jobs the rerun test accounts for exactly.
 CORE_RULES = {"prompts", "extract", "directions", "similarity", "clusters", "all"}
+READOUTS = ("content", "prompt", "text")
 
 
 def snakemake_command(workdir: Path, config: Path, *args: str, targets=()) -> list[str]:
@@ -67,7 +68,11 @@ def tree_of(config: Path) -> str:
 
 def core_targets(config: Path) -> list[str]:
     tree = tree_of(config)
-    return [f"{tree}/similarity/similarity.tsv", f"{tree}/clusters/clusters.tsv"]
+    return [
+        f"{tree}/{readout}/{name}"
+        for readout in READOUTS
+        for name in ("similarity/similarity.tsv", "clusters/raw/clusters.tsv")
+    ]
 
 
 def planned_jobs(output: str) -> set[tuple[str, str]]:
@@ -138,18 +143,19 @@ def test_workflow_runs(family_run, family):
     tree = workdir / results_tree(cfg)
     h = settings_hash(cfg)
     assert tree.name.endswith(f"-{h}") and tree.name.startswith(family)
-    sim_tsv = tree / "similarity" / "similarity.tsv"
+    sim_tsv = tree / "content" / "similarity" / "similarity.tsv"
     table = pd.read_csv(sim_tsv, sep="\t", index_col=0)
     ids = sorted(cid for cid, _, _ in CONCEPT_ROWS)
     assert list(table.index) == ids and list(table.columns) == ids
     np.testing.assert_allclose(np.diag(table.to_numpy()), 1.0, atol=1e-5)
-    with h5py.File(tree / "similarity" / "similarity.h5") as f:
+    with h5py.File(tree / "content" / "similarity" / "similarity.h5") as f:
         assert f.attrs["complete"] and f.attrs["settings_hash"] == h
         assert read_strings(f["ids"]) == ids
         np.testing.assert_allclose(f["aggregate"][()], table.to_numpy(), atol=1e-5)
-    clusters = pd.read_csv(tree / "clusters" / "clusters.tsv", sep="\t")
-    assert sorted(clusters["concept"]) == ids
-    assert clusters["cluster"].between(1, 3).all()
+    for readout in READOUTS:
+        clusters = pd.read_csv(tree / readout / "clusters" / "raw" / "clusters.tsv", sep="\t")
+        assert sorted(clusters["concept"]) == ids
+        assert clusters["cluster"].between(1, 3).all()
 
     shards = sorted((tree / "activations").glob("*.h5"))
     expected_buckets = {bucket_of(c, cfg["extraction"]["buckets"]) for c in ids} | {"baseline"}
@@ -166,7 +172,11 @@ def test_workflow_runs(family_run, family):
             assert bool(f.attrs["classifier_free_guidance"]) == (family != "lcm")
             for cid, group in f["concepts"].items():
                 seen_prompts[cid] = read_strings(group["prompts"])
-                assert group["mid_block/pooled"].shape == (len(seen_prompts[cid]), 2, 2, 64)
+                n = len(seen_prompts[cid])
+                assert group["prompt/mid_block/pooled"].shape == (n, 2, 2, 64)
+                assert group["content/mid_block/pooled"].shape == (n, 2, 1, 64)  # step 0 skipped
+                assert group["text/text_encoder/pooled"].shape[:3] == (n, 2, 1)
+            assert f["readouts/content"].attrs["step_indices"].tolist() == [1]
     assert seen_prompts["nurse"] == ["a photo of a nurse", "a photo of a caregiver"]
     assert seen_prompts["engineer"] == ["a photo of an engineer"]
     assert seen_prompts["baseline"] == ["a photo of a person"]
@@ -212,9 +222,9 @@ def test_editing_one_concept_reruns_only_its_chain(family_run, tmp_path):
     assert core == {
         ("prompts", "concept=nurse"),
         ("extract", f"bucket={bucket}"),
-        ("directions", f"bucket={bucket}"),
-        ("similarity", ""),
-        ("clusters", ""),
+        *(("directions", f"readout={r}, bucket={bucket}") for r in READOUTS),
+        *(("similarity", f"readout={r}") for r in READOUTS),
+        *(("clusters", f"readout={r}, variant=raw") for r in READOUTS),
         ("all", ""),
     }, proc.stdout
     # the prompts job reruns because its parameters (the prompts) changed
@@ -228,6 +238,43 @@ def test_editing_one_concept_reruns_only_its_chain(family_run, tmp_path):
     with h5py.File(workdir / tree_of(config) / "activations" / f"{bucket}.h5") as f:
         assert read_strings(f["concepts/nurse/prompts"])[0] == "a photo of a male nurse"
     assert _leftover_temp_files(workdir) == []
+
+
+def test_runtime_options_rerun_nothing(family_run, tmp_path):
+    """Batch size, progress, device and compression never change a result: no job reruns."""
+    src, _ = family_run("sd1")
+    workdir = tmp_path / "run"
+    config = _copy_run(
+        src,
+        workdir,
+        CONCEPT_ROWS,
+        sampling={"batch_size": 1, "device": "cpu"},
+        extraction={"progress": True, "compression": "gzip"},
+    )
+    proc = snakemake(workdir, config, "-n", targets=core_targets(config))
+    assert planned_jobs(proc.stdout) == set(), proc.stdout
+
+
+def test_resaved_weights_move_the_tree(family_run, tmp_path):
+    """Different weights in the same folder are another model: a new results tree."""
+    src, src_config = family_run("sd1")
+    workdir = tmp_path / "run"
+    config = _copy_run(src, workdir, CONCEPT_ROWS)
+    model = tmp_path / "model"
+    shutil.copytree(yaml.safe_load(config.read_text())["model"]["id"], model)
+    cfg = yaml.safe_load(config.read_text())
+    cfg["model"]["id"] = str(model)
+    config.write_text(yaml.safe_dump(cfg))
+    old_tree = tree_of(config)
+    assert tree_of(config) == old_tree  # deterministic
+    weights = next((model / "unet").glob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # one bit of one weight
+    weights.write_bytes(bytes(data))
+    new_tree = tree_of(config)
+    assert new_tree.rsplit("-", 1)[1] != old_tree.rsplit("-", 1)[1]
+    proc = snakemake(workdir, config, "-n", targets=core_targets(config))
+    assert new_tree in proc.stdout and ("extract", "bucket=baseline") in planned_jobs(proc.stdout)
 
 
 def test_new_settings_write_a_new_tree(family_run, tmp_path):

@@ -17,7 +17,7 @@ import pandas as pd
 
 from scalex.directions import paired_differences
 from scalex.errors import ConfigError
-from scalex.jobs import _atomic_text, read_directions
+from scalex.jobs import _atomic_text, check_same_noise, read_directions
 from scalex.store import ACTIVATIONS, open_checked, read_activations, read_strings, readout_steps
 
 log = logging.getLogger("scalex")
@@ -57,6 +57,7 @@ def load_concept_diffs(
     """
     with open_checked(baseline, ACTIVATIONS, settings_hash) as fb:
         base = read_activations(fb, "baseline", tap, kind, readout)
+        base_noise = fb.attrs.get("noise_source")
         all_seeds = [int(s) for s in fb.attrs["seeds"]]
         timesteps = readout_steps(fb, readout)[1]
     pick = slice(None) if seeds is None else [all_seeds.index(int(s)) for s in seeds]
@@ -67,6 +68,7 @@ def load_concept_diffs(
         by_shard.setdefault(str(shard), []).append(cid)
     for shard, ids in by_shard.items():
         with open_checked(shard, ACTIVATIONS, settings_hash) as f:
+            check_same_noise(f, base_noise, baseline)
             for cid in ids:
                 if f"concepts/{cid}" not in f:
                     raise ConfigError(f"{shard}: holds no concept {cid!r}")
@@ -301,4 +303,35 @@ def run_discovery(
     table = rank_vocabulary(latents, terms, qvec, query_names=names, k=top_k)
     write_tsv(table, out / "discovery.tsv")
     figures.discovery_bars(table, out / "discovery.png")
+    return table
+
+
+# -- readouts side by side -----------------------------------------------------------------------
+def run_compare_readouts(
+    bias_tables: Mapping[str, str | Path], out_table: str | Path, out_figure: str | Path, title: str
+) -> pd.DataFrame:
+    """Per-concept scores of every readout in one table, and the scatter against the text
+    control (when it was extracted)."""
+    from scalex.analysis import figures
+    from scalex.analysis.readouts import defaults_side_by_side
+
+    wide = defaults_side_by_side({r: pd.read_csv(p, sep="\t") for r, p in bias_tables.items()})
+    write_tsv(wide, out_table)
+    if "text_score" in wide and len(bias_tables) > 1:
+        figures.readouts_scatter(wide, out_figure, title=title)
+    else:
+        _placeholder_figure(Path(out_figure), "no text-encoder control to compare with")
+    return wide
+
+
+def run_readouts_summary(
+    defaults: Mapping[str, str | Path], tops: Mapping[str, str | Path], out: str | Path
+) -> pd.DataFrame:
+    from scalex.analysis.readouts import agreement_with_text
+
+    table = agreement_with_text(
+        {name: pd.read_csv(p, sep="\t") for name, p in defaults.items()},
+        {r: pd.read_csv(p, sep="\t") for r, p in tops.items()},
+    )
+    write_tsv(table, out)
     return table

@@ -2,7 +2,8 @@
 
     from scalex.api import Results
     res = Results.from_config("config/config.yaml")   # or Results("results/<model>-<hash>")
-    res.bias("gender")            # ranked bias table with CIs
+    res.bias("gender")            # ranked bias table with CIs (content readout)
+    res.bias("gender", readout="text")   # the same analysis on the text-encoder control
     res.similarity()              # concept x concept cosine matrix
     res.activations("nurse")      # (prompt, seed, step, channel) array of one concept
 
@@ -19,17 +20,32 @@ import numpy as np
 import pandas as pd
 
 from scalex.errors import StoreError
-from scalex.store import ACTIVATIONS, attr_json, open_checked, read_activations, read_strings
+from scalex.store import (
+    ACTIVATIONS,
+    attr_json,
+    open_checked,
+    read_activations,
+    read_strings,
+    readout_steps,
+)
 
 
 class Results:
-    """One results tree: ``<results>/<model-slug>-<settings hash>``."""
+    """One results tree: ``<results>/<model-slug>-<settings hash>``.
 
-    def __init__(self, tree: str | Path):
+    Every analysis exists once per readout (``content``, ``prompt``, ``text``); ``readout``
+    picks the default for the methods below, each of which also takes its own ``readout``.
+    """
+
+    def __init__(self, tree: str | Path, readout: str = "content"):
         self.tree = Path(tree)
         if not self.tree.is_dir():
             raise StoreError(f"{self.tree}: no such results tree")
         self.settings_hash = self.tree.name.rsplit("-", 1)[-1]
+        self.readout = readout
+
+    def _r(self, readout: str | None) -> Path:
+        return self.tree / (readout or self.readout)
 
     @classmethod
     def from_config(cls, configfile: str | Path = "config/config.yaml") -> Results:
@@ -38,48 +54,51 @@ class Results:
 
         path = Path(configfile)
         root = path.resolve().parent.parent
-        return cls(root / results_tree(load_config(path)))
+        cfg = load_config(path)
+        return cls(root / results_tree(cfg), readout=cfg["directions"]["readout"])
 
     # -- tables ---------------------------------------------------------------------------------
-    def _tsv(self, *parts: str) -> pd.DataFrame:
-        path = self.tree.joinpath(*parts)
+    def _tsv(self, readout: str | None, *parts: str) -> pd.DataFrame:
+        path = self._r(readout).joinpath(*parts)
         if not path.is_file():
             raise StoreError(f"{path}: not produced yet (run the workflow target that makes it)")
         return pd.read_csv(path, sep="\t")
 
-    def bias(self, name: str, step: str | int = "all") -> pd.DataFrame:
+    def bias(self, name: str, step: str | int = "all", readout: str | None = None) -> pd.DataFrame:
         """Defaults analysis ``name``: score and CI per concept at one step ("all" = pooled)."""
-        table = self._tsv("analysis", "defaults", name, "bias.tsv")
+        table = self._tsv(readout, "analysis", "defaults", name, "bias.tsv")
         return table[table["step"].astype(str) == str(step)].reset_index(drop=True)
 
-    def bias_profile(self, name: str) -> pd.DataFrame:
+    def bias_profile(self, name: str, readout: str | None = None) -> pd.DataFrame:
         """Bias score per concept (rows) and denoising step (columns)."""
-        table = self._tsv("analysis", "defaults", name, "bias.tsv")
+        table = self._tsv(readout, "analysis", "defaults", name, "bias.tsv")
         per_step = table[table["step"].astype(str) != "all"]
         return per_step.pivot(index="concept", columns="step", values="score")
 
-    def descriptors(self) -> pd.DataFrame:
-        return self._tsv("analysis", "descriptors", "descriptors.tsv")
+    def descriptors(self, readout: str | None = None) -> pd.DataFrame:
+        return self._tsv(readout, "analysis", "descriptors", "descriptors.tsv")
 
-    def discovery(self, vocabulary: str) -> pd.DataFrame:
-        return self._tsv("analysis", "discovery", vocabulary, "discovery.tsv")
+    def discovery(self, vocabulary: str, readout: str | None = None) -> pd.DataFrame:
+        return self._tsv(readout, "analysis", "discovery", vocabulary, "discovery.tsv")
 
-    def clusters(self) -> pd.DataFrame:
-        return self._tsv("clusters", "clusters.tsv")
+    def clusters(self, variant: str = "raw", readout: str | None = None) -> pd.DataFrame:
+        """Cluster labels: ``raw`` directions or after the declared ``axes_removed``."""
+        return self._tsv(readout, "clusters", variant, "clusters.tsv")
 
-    def similarity(self, step: int | None = None) -> pd.DataFrame:
+    def similarity(self, step: int | None = None, readout: str | None = None) -> pd.DataFrame:
         """Cosine similarity of concept directions, aggregated or at one kept step index."""
         from scalex.jobs import read_similarity
 
-        sim = read_similarity(self.tree / "similarity" / "similarity.h5", self.settings_hash)
+        path = self._r(readout) / "similarity" / "similarity.h5"
+        sim = read_similarity(path, self.settings_hash)
         matrix = sim["aggregate"] if step is None else sim["per_step"][step]
         return pd.DataFrame(matrix, index=sim["ids"], columns=sim["ids"])
 
-    def directions(self) -> pd.DataFrame:
+    def directions(self, readout: str | None = None) -> pd.DataFrame:
         """Aggregate unit directions, one row per concept, with set and split-half stability."""
         from scalex.jobs import read_directions
 
-        files = sorted((self.tree / "directions").glob("b*.h5"))
+        files = sorted((self._r(readout) / "directions").glob("b*.h5"))
         d = read_directions(files, self.settings_hash)
         frame = pd.DataFrame(d["aggregate"], index=d["ids"])
         frame.insert(0, "split_half", d["split_half"])
@@ -95,7 +114,13 @@ class Results:
         with open_checked(self.shards()[0], ACTIVATIONS, self.settings_hash) as f:
             return attr_json(f, "settings_json")
 
-    def activations(self, concept: str, tap: str = "mid_block", kind: str = "pooled") -> Any:
+    def activations(
+        self,
+        concept: str,
+        tap: str = "mid_block",
+        kind: str = "pooled",
+        readout: str | None = None,
+    ) -> Any:
         """A concept's activations as an ``xarray.DataArray`` (numpy array without xarray).
 
         Dimensions: prompt, seed, step (scheduler timestep), channel (and y, x for full maps).
@@ -104,11 +129,12 @@ class Results:
             with open_checked(shard, ACTIVATIONS, self.settings_hash) as f:
                 if f"concepts/{concept}" not in f:
                     continue
-                data = read_activations(f, concept, tap, kind)
+                readout = readout or self.readout
+                data = read_activations(f, concept, tap, kind, readout)
                 coords = {
                     "prompt": read_strings(f[f"concepts/{concept}/prompts"]),
                     "seed": np.asarray(f.attrs["seeds"]),
-                    "step": np.asarray(f.attrs["timesteps"]),
+                    "step": np.asarray(readout_steps(f, readout)[1]),
                 }
             try:
                 import xarray as xr

@@ -67,10 +67,6 @@ def validate_config(cfg: dict[str, Any], base: str | Path = ".") -> dict[str, An
             f"directions.readout {direc['readout']!r} is not in extraction.readouts "
             f"{ext['readouts']}"
         )
-    if "content" in ext["readouts"] and ext["content_prompt"] is None:
-        from scalex.concepts import baseline_concept
-
-        ext["content_prompt"] = baseline_concept(cfg).prompts[0]
     if "content" in ext["readouts"] and ext["keep_steps"] and max(ext["keep_steps"]) == 0:
         raise ConfigError(
             "extraction.readouts has 'content', which reads steps after the first: "
@@ -92,6 +88,11 @@ def validate_config(cfg: dict[str, Any], base: str | Path = ".") -> dict[str, An
     for sheet in cfg["concepts"]["sheets"]:
         if not (Path(base) / sheet).is_file():
             raise ConfigError(f"concepts.sheets: file {sheet} does not exist")
+    if "content" in ext["readouts"] and ext["content_prompt"] is None:
+        from scalex.concepts import baseline_concept
+
+        # the content readout reads every sample under the baseline's first prompt
+        ext["content_prompt"] = baseline_concept(cfg).prompts[0]
     return cfg
 
 

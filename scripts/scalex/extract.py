@@ -266,6 +266,11 @@ class HSpaceExtractor:
         return embeds, added
 
     # -- noise ---------------------------------------------------------------------------------
+    @property
+    def noise_source(self) -> str:
+        """The device type whose generators draw the noise (``cpu`` or e.g. ``cuda``)."""
+        return "cpu" if self.settings.noise_device == "cpu" else self.device.type
+
     def _generators(self, seeds: Sequence[int]) -> list[torch.Generator]:
         gen_device = "cpu" if self.settings.noise_device == "cpu" else self.device
         return [torch.Generator(gen_device).manual_seed(int(s)) for s in seeds]

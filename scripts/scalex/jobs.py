@@ -206,6 +206,9 @@ def extract_shard(
         "timesteps": timesteps_of(pipe, sampling, extractor.kept),
         "step_indices": extractor.kept,
         "readouts": list(sampling.readouts),
+        "device": str(extractor.device),
+        # the noise of a seed depends on where its generator lives: never pair across sources
+        "noise_source": extractor.noise_source,
         "content_prompt": sampling.content_prompt,
         "seeds": seeds,
         "height": extractor.height,
@@ -256,6 +259,19 @@ def extract_shard(
     }
 
 
+def check_same_noise(f, base_noise: str | None, baseline: str | Path) -> None:
+    """Refuse to pair a shard with a baseline whose seeds drew noise elsewhere (cpu vs cuda):
+    the same seed would then be different noise and the pairing would cancel nothing."""
+    from scalex.errors import StoreError
+
+    noise = f.attrs.get("noise_source")
+    if noise != base_noise:
+        raise StoreError(
+            f"{f.filename}: noise drawn on {noise!r} but the baseline {baseline} drew it on "
+            f"{base_noise!r}; rerun one of them with the same sampling.noise_device and device"
+        )
+
+
 def timesteps_of(pipe, sampling, kept: Sequence[int]) -> list[int]:
     """Scheduler timesteps of the kept step indices (as the extractor sets them)."""
     import copy
@@ -277,8 +293,10 @@ def load_differences(
     """Seed-paired differences (P, S, T, D) of every concept in a shard, with prompt metadata."""
     with open_checked(baseline, ACTIVATIONS, settings_hash) as fb:
         base = read_activations(fb, "baseline", tap, kind, readout)
+        base_noise = fb.attrs.get("noise_source")
     out = {}
     with open_checked(shard, ACTIVATIONS, settings_hash) as f:
+        check_same_noise(f, base_noise, baseline)
         step_indices, timesteps = readout_steps(f, readout)
         for cid in shard_concepts(f):
             group = f[f"concepts/{cid}"]

@@ -489,3 +489,26 @@ def discovery_bars(
     )
     fig.suptitle(title or "Vocabulary prompts most and least aligned with each query", fontsize=11)
     return _save(fig, path)
+
+
+def readouts_scatter(wide: pd.DataFrame, path: str | Path, title: str | None = None) -> Path:
+    """Each H-space readout's scores against the text-encoder control's, one panel each."""
+    others = [c.removesuffix("_score") for c in wide.columns if c.endswith("_score")]
+    others = [r for r in others if r != "text"]
+    fig = Figure(figsize=(4.2 * max(1, len(others)), 4.2), layout="constrained")
+    axes = fig.subplots(1, max(1, len(others)), squeeze=False)[0]
+    x = wide["text_score"].to_numpy(float)
+    for ax, readout in zip(axes, others, strict=False):
+        y = wide[f"{readout}_score"].to_numpy(float)
+        ax.axhline(0, color=NEUTRAL, lw=0.6)
+        ax.axvline(0, color=NEUTRAL, lw=0.6)
+        ax.scatter(x, y, color=PALETTE[0], s=18, zorder=3)
+        for xi, yi, n in zip(x, y, wide["concept"], strict=True):
+            ax.annotate(str(n), (xi, yi), xytext=(2, 2), textcoords="offset points", fontsize=6)
+        rho = pd.Series(x).corr(pd.Series(y), method="spearman")
+        ax.set_title(f"{readout} readout vs text encoder alone\nSpearman ρ = {rho:.2f}", fontsize=9)
+        ax.set_xlabel("text-encoder control score")
+        ax.set_ylabel(f"{readout} readout score")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
