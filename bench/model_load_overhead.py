@@ -18,7 +18,7 @@ and reports total job wall time, the sum of model loading, and the overhead = su
 Without ``--full``, a bucket count with more than ``--max-jobs`` jobs runs only a deterministic
 sample of them (every k-th shard, plus the baseline) and extrapolates sums to all its jobs; the
 report says so. Models: the tiny random ``sd1`` pipeline, and the bundled reference model when
-``resources/reference-model/model_index.json`` exists.
+``resources/worlds/stereotyped/model/model_index.json`` exists.
 """
 
 from __future__ import annotations
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     from scalex.random_models import save_random_pipeline
 
     models = {"tiny-sd1": str(save_random_pipeline("sd1", base / "tiny-sd1-model"))}
-    reference = ROOT / "resources" / "reference-model"
+    reference = ROOT / "resources" / "worlds" / "stereotyped" / "model"
     if (reference / "model_index.json").is_file() and not args.quick:
         models["reference"] = str(reference)
     if args.models:

@@ -172,7 +172,8 @@ rule discovery:
         ),
         baseline=f"{TREE}/activations/{BASELINE_ID}.h5",
         directions=expand(
-            f"{TREE}/{{{{readout}}}}/directions/{{bucket}}.h5", bucket=concept_buckets()
+            f"{TREE}/{{{{readout}}}}/directions/{{bucket}}.h5",
+            bucket=concept_buckets(),
         ),
     output:
         table=report(
@@ -233,7 +234,9 @@ rule compare_readouts:
 rule readouts_summary:
     """How far each H-space readout's findings agree with the text encoder alone."""
     input:
-        defaults=expand(f"{TREE}/readouts/defaults/{{name}}.tsv", name=ANALYSIS["defaults"]),
+        defaults=expand(
+            f"{TREE}/readouts/defaults/{{name}}.tsv", name=ANALYSIS["defaults"]
+        ),
         tops=expand(
             f"{TREE}/{{readout}}/analysis/descriptors/top_descriptors.tsv",
             readout=READOUTS if descriptors_on() else [],

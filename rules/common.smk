@@ -51,7 +51,9 @@ BOOTSTRAP = canonical_json(
 READOUTS = config["extraction"]["readouts"]
 PRIMARY = config["directions"]["readout"]
 #: Clusters are always computed raw, and also after removing the declared identity axes.
-CLUSTER_VARIANTS = ["raw"] + (["axes_removed"] if config["clustering"]["remove_axes"] else [])
+CLUSTER_VARIANTS = ["raw"] + (
+    ["axes_removed"] if config["clustering"]["remove_axes"] else []
+)
 DECLARED_VARIANT = CLUSTER_VARIANTS[-1]
 
 
@@ -151,7 +153,9 @@ def readout_outputs(readout):
             f"{r}/clusters/{variant}/clusters.tsv",
             f"{r}/analysis/clusters/{variant}/dendrogram.png",
         ]
-    outputs += [f"{r}/analysis/defaults/{name}/bias.tsv" for name in ANALYSIS["defaults"]]
+    outputs += [
+        f"{r}/analysis/defaults/{name}/bias.tsv" for name in ANALYSIS["defaults"]
+    ]
     if ANALYSIS["descriptors"]["enabled"] and descriptor_concepts():
         outputs.append(f"{r}/analysis/descriptors/descriptors.tsv")
     outputs += [

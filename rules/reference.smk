@@ -28,7 +28,9 @@ rule train_world:
 rule evaluate_world:
     """Measure what a world's model generates (stock pipeline, attribute reader)."""
     input:
-        unet=ancient("resources/worlds/{world}/model/unet/diffusion_pytorch_model.safetensors"),
+        unet=ancient(
+            "resources/worlds/{world}/model/unet/diffusion_pytorch_model.safetensors"
+        ),
         marker=ancient("resources/worlds/{world}/model/scalex_reference.json"),
         table=ancient("resources/worlds/{world}/world.tsv"),
     output:

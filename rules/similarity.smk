@@ -2,7 +2,8 @@ rule similarity:
     """Cosine similarity of all concept directions, per step and aggregated."""
     input:
         expand(
-            f"{TREE}/{{{{readout}}}}/directions/{{bucket}}.h5", bucket=concept_buckets()
+            f"{TREE}/{{{{readout}}}}/directions/{{bucket}}.h5",
+            bucket=concept_buckets(),
         ),
     output:
         h5=f"{TREE}/{{readout}}/similarity/similarity.h5",
@@ -25,7 +26,8 @@ rule clusters:
     input:
         similarity=f"{TREE}/{{readout}}/similarity/similarity.h5",
         directions=expand(
-            f"{TREE}/{{{{readout}}}}/directions/{{bucket}}.h5", bucket=concept_buckets()
+            f"{TREE}/{{{{readout}}}}/directions/{{bucket}}.h5",
+            bucket=concept_buckets(),
         ),
     output:
         clusters=f"{TREE}/{{readout}}/clusters/{{variant}}/clusters.tsv",

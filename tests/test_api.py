@@ -79,7 +79,7 @@ def tree(tmp_path_factory, tiny_models):
 def test_results_from_config_finds_the_tree(tree):
     res = Results.from_config(tree["root"] / "config" / "config.yaml")
     assert res.tree == tree["out"] and res.settings_hash == tree["hash"]
-    assert res.readout == "content"  # the config's directions.readout
+    assert res.readout == "prompt"  # the config's directions.readout
 
 
 def test_tables_and_matrices(tree):

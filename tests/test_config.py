@@ -48,7 +48,7 @@ def test_defaults_filled(tmp_path):
     assert out["concepts"]["templates"] == {"default": ["a photo of {article} {term}"]}
     assert out["concepts"]["baseline"] == {"terms": ["person"], "templates": "default"}
     assert out["concepts"]["descriptors"] == {"targets": [], "axes": {}}
-    assert out["directions"] == {"tap": "mid_block", "space": "pooled", "readout": "content"}
+    assert out["directions"] == {"tap": "mid_block", "space": "pooled", "readout": "prompt"}
     assert e["readouts"] == ["content", "prompt", "text"]
     assert e["content_prompt"] == "a photo of a person"  # the baseline's first prompt
     assert out["clustering"] == {

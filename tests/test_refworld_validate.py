@@ -1,6 +1,5 @@
 """The ground-truth check itself: it must pass on the truth and fail on wrong results."""
 
-
 import pandas as pd
 import pytest
 from scalex_refworld import validate as V
@@ -132,3 +131,27 @@ def test_rates_of_other_weights_are_refused(tmp_path):
     V.check_evaluation(tmp_path, "sha256:aaa")
     with pytest.raises(SystemExit, match="measured on model sha256:aaa"):
         V.check_evaluation(tmp_path, "sha256:bbb")
+
+
+def test_world_check_needs_each_recommended_readout_and_a_failing_text_control():
+    from scalex_refworld.validate_worlds import RECOMMENDED, check, markdown
+
+    rows = []
+    for world in ("stereotyped", "opposed"):
+        for readout in ("content", "prompt", "text"):
+            for metric, target in V.TARGETS.items():
+                good = readout == RECOMMENDED[metric]
+                rows.append(
+                    {"world": world, "readout": readout, "metric": metric,
+                     "value": 1.0 if good else 0.0, "target": target}
+                )  # fmt: skip
+    table = pd.DataFrame(rows)
+    assert check(table) == []
+    assert "| opposed | prompt |" in markdown(table)
+    worse = table.copy()
+    hit = (worse["world"] == "opposed") & (worse["readout"] == "prompt")
+    worse.loc[hit & (worse["metric"] == "top1"), "value"] = 0.5
+    assert check(worse) == ["opposed: the prompt readout misses top1 (0.500 < 0.9)"]
+    lucky = table.copy()
+    lucky.loc[(lucky["world"] == "opposed") & (lucky["readout"] == "text"), "value"] = 1.0
+    assert check(lucky) == ["opposed: the text-encoder control meets every target"]

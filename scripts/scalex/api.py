@@ -2,7 +2,7 @@
 
     from scalex.api import Results
     res = Results.from_config("config/config.yaml")   # or Results("results/<model>-<hash>")
-    res.bias("gender")            # ranked bias table with CIs (content readout)
+    res.bias("gender")            # ranked bias table with CIs (prompt readout)
     res.bias("gender", readout="text")   # the same analysis on the text-encoder control
     res.similarity()              # concept x concept cosine matrix
     res.activations("nurse")      # (prompt, seed, step, channel) array of one concept
@@ -37,7 +37,7 @@ class Results:
     picks the default for the methods below, each of which also takes its own ``readout``.
     """
 
-    def __init__(self, tree: str | Path, readout: str = "content"):
+    def __init__(self, tree: str | Path, readout: str = "prompt"):
         self.tree = Path(tree)
         if not self.tree.is_dir():
             raise StoreError(f"{self.tree}: no such results tree")
