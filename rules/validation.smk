@@ -9,6 +9,7 @@ rule validate_reference:
         clusters=f"{TREE}/{{readout}}/clusters/{DECLARED_VARIANT}/clusters.tsv",
         raw_clusters=f"{TREE}/{{readout}}/clusters/raw/clusters.tsv",
         top=f"{TREE}/{{readout}}/analysis/descriptors/top_descriptors.tsv",
+        descriptors=f"{TREE}/{{readout}}/analysis/descriptors/descriptors.tsv",
         world=str(WORLD_TABLE),
         rates=str(WORLD_TABLE.parent / "evaluation" / "rates.tsv"),
     output:
@@ -32,7 +33,8 @@ rule validate_reference:
     shell:
         "python -m scalex_refworld.validate {input.bias:q} {input.clusters:q} {input.top:q}"
         " {input.world:q} {input.rates:q} $(dirname {output.summary:q})"
-        " --raw-clusters {input.raw_clusters:q} --model-digest {params.digest:q} > {log:q} 2>&1"
+        " --raw-clusters {input.raw_clusters:q} --descriptors {input.descriptors:q}"
+        " --model-digest {params.digest:q} > {log:q} 2>&1"
 
 
 rule validation_summary:

@@ -249,3 +249,25 @@ def test_pairing_refuses_mixed_noise_sources(pipeline, tmp_path):
         f.attrs["noise_source"] = "cuda"
     with pytest.raises(StoreError, match="noise drawn on 'cuda'"):
         load_differences(other, pipeline["baseline"], pipeline["hash"], "mid_block", "pooled")
+
+
+def test_extraction_refuses_a_model_changed_after_planning(pipeline, tmp_path):
+    """The tree's hash names the model's content; other weights must not be filed under it."""
+    import shutil
+
+    from scalex.errors import ModelError
+    from scalex.jobs import check_model_content
+    from scalex.provenance import model_content
+
+    model = tmp_path / "model"
+    shutil.copytree(pipeline["settings"]["model"]["id"], model)
+    settings = json.loads(json.dumps(pipeline["settings"]))
+    settings["model"]["id"] = str(model)
+    settings["model"]["content"] = model_content(str(model))
+    check_model_content(settings)  # unchanged: fine
+    weights = next((model / "unet").glob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="changed since this run was planned"):
+        check_model_content(settings)

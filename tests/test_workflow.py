@@ -343,10 +343,11 @@ def test_model_removed_after_planning_fails_extract_with_path_in_log(tmp_path, t
     cfg = workflow_config(model, sheet.resolve(), extraction={"buckets": 1})
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(cfg))
-    tree = tree_of(config)
-    # plan and write the prompt files, then break the model folder
-    snakemake(tmp_path, config, targets=[f"{tree}/prompts/baseline.json"])
+    # plan and write the prompt files, then break the model folder (a new content digest, so a
+    # new tree: the broken model never writes into the good model's tree)
+    snakemake(tmp_path, config, targets=[f"{tree_of(config)}/prompts/baseline.json"])
     (model / "unet" / "config.json").unlink()
+    tree = tree_of(config)
     proc = snakemake(tmp_path, config, targets=[f"{tree}/activations/baseline.h5"], check=False)
     assert proc.returncode != 0
     log = tmp_path / tree / "logs" / "extract" / "baseline.log"

@@ -35,6 +35,8 @@ TARGETS = {"spearman_realised": 0.9, "ari_families": 0.8, "top1": 0.9}
 AXES = {"age": ("p_old", "old", "young"), "wealth": ("p_rich", "rich", "poor")}
 #: the realised-rates axis of each descriptor axis
 RATE_AXIS = {"age": "age", "wealth": "wealth"}
+#: the gender descriptor axis: a profession's own "female X" against "male X"
+GENDER_DESCRIPTORS = ("gender", "female", "male")
 
 
 def _write(frame: pd.DataFrame, path: Path) -> None:
@@ -77,8 +79,14 @@ def validate(
     rates_tsv: str | Path,
     out_dir: str | Path,
     raw_clusters_tsv: str | Path | None = None,
+    descriptors_tsv: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Write the validation tables into ``out_dir`` and return the summary."""
+    """Write the validation tables into ``out_dir`` and return the summary.
+
+    With ``descriptors_tsv`` (the full descriptor table) and a gender descriptor axis, the
+    summary also has ``spearman_realised_descriptor``: the rank correlation of each profession's
+    alignment with "female X" minus "male X" with the realised woman fraction.
+    """
     out = Path(out_dir)
     world = W.World.from_table(world_tsv)
     realised = realised_rates(rates_tsv, world)
@@ -151,6 +159,21 @@ def validate(
     if raw_clusters_tsv is not None:
         values["ari_families_raw"], n_raw = ari(raw_clusters_tsv, "clustering_raw.tsv")
         counts.append(n_raw)
+    if descriptors_tsv is not None and "gender" in realised:
+        axis, woman, man = GENDER_DESCRIPTORS
+        full = pd.read_csv(descriptors_tsv, sep="\t")
+        full = full[(full["axis"] == axis) & full["concept"].isin(world.professions)]
+        if not full.empty:
+            align = full.pivot(index="concept", columns="descriptor", values="alignment")
+            margin = (align[woman] - align[man]).rename("female_minus_male")
+            frame = pd.DataFrame(
+                {"margin": margin, "realised": realised["gender"].reindex(margin.index)}
+            )
+            _write(frame.reset_index(), out / "gender_descriptors.tsv")
+            values["spearman_realised_descriptor"] = float(
+                spearmanr(frame["margin"], frame["realised"], nan_policy="omit")[0]
+            )
+            counts.append(len(frame))
     summary = pd.DataFrame(
         {
             "metric": list(values),
@@ -180,11 +203,19 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("bias", "clusters", "top_descriptors", "world", "rates", "out"):
         parser.add_argument(name)
     parser.add_argument("--raw-clusters", help="clusters of the raw directions")
+    parser.add_argument("--descriptors", help="the full descriptor table (descriptors.tsv)")
     parser.add_argument("--model-digest", help="refuse rates measured on another model")
     a = parser.parse_args(argv)
     check_evaluation(Path(a.rates).parent, a.model_digest)
     summary = validate(
-        a.bias, a.clusters, a.top_descriptors, a.world, a.rates, a.out, a.raw_clusters
+        a.bias,
+        a.clusters,
+        a.top_descriptors,
+        a.world,
+        a.rates,
+        a.out,
+        a.raw_clusters,
+        a.descriptors,
     )
     print(summary.to_string(index=False))
     return 0
