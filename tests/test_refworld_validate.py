@@ -133,14 +133,14 @@ def test_rates_of_other_weights_are_refused(tmp_path):
         V.check_evaluation(tmp_path, "sha256:bbb")
 
 
-def test_world_check_needs_each_recommended_readout_and_a_failing_text_control():
-    from scalex_refworld.validate_worlds import RECOMMENDED, check, markdown
+def test_world_check_needs_validated_readouts_and_a_failing_text_control():
+    from scalex_refworld.validate_worlds import GENDER_MARGIN, VALIDATED, check, markdown
 
     rows = []
     for world in ("stereotyped", "opposed"):
         for readout in ("content", "prompt", "text"):
             for metric, target in V.TARGETS.items():
-                good = readout == RECOMMENDED[metric]
+                good = readout in VALIDATED.get(metric, ("content", "prompt"))
                 rows.append(
                     {"world": world, "readout": readout, "metric": metric,
                      "value": 1.0 if good else 0.0, "target": target}
@@ -149,9 +149,43 @@ def test_world_check_needs_each_recommended_readout_and_a_failing_text_control()
     assert check(table) == []
     assert "| opposed | prompt |" in markdown(table)
     worse = table.copy()
-    hit = (worse["world"] == "opposed") & (worse["readout"] == "prompt")
+    hit = (worse["world"] == "opposed") & (worse["readout"] == "content")
     worse.loc[hit & (worse["metric"] == "top1"), "value"] = 0.5
-    assert check(worse) == ["opposed: the prompt readout misses top1 (0.500 < 0.9)"]
+    assert check(worse) == ["opposed: the content readout misses top1 (0.500 < 0.9)"]
     lucky = table.copy()
     lucky.loc[(lucky["world"] == "opposed") & (lucky["readout"] == "text"), "value"] = 1.0
-    assert check(lucky) == ["opposed: the text-encoder control meets every target"]
+    problems = check(lucky)
+    assert "opposed: the text-encoder control meets every target" in problems
+    assert any("not 0.3 above the text control" in p for p in problems)
+    close = table.copy()
+    gender = close["metric"] == "spearman_realised"
+    close.loc[gender & (close["readout"] == "text"), "value"] = 1.0 - GENDER_MARGIN / 2
+    assert [p.split(":")[0] for p in check(close)] == ["opposed", "stereotyped"]
+
+
+def test_gender_descriptor_metric(tmp_path):
+    """The profession's own "female X" vs "male X" alignment, ranked against realised rates."""
+    families = sorted(WORLD.families)
+    p = _inputs(
+        tmp_path,
+        gender_score=lambda _p, pw: 2 * pw - 1,
+        cluster_of=lambda prof: families.index(WORLD.family(prof)) + 1,
+        descriptor_of=_truthful_descriptor,
+    )
+    rows = []
+    for prof in PROFESSIONS:
+        pw = WORLD.rates[prof]["p_woman"]
+        rows += [
+            {"concept": prof, "axis": "gender", "descriptor": "female", "alignment": 0.5 + pw},
+            {"concept": prof, "axis": "gender", "descriptor": "male", "alignment": 1.5 - pw},
+        ]
+    full = tmp_path / "descriptors_full.tsv"
+    pd.DataFrame(rows).to_csv(full, sep="\t", index=False)
+    args = (p["bias"], p["clusters"], p["top"], PLANTED, p["rates"], tmp_path / "v")
+    summary = V.validate(*args, descriptors_tsv=full).set_index("metric")
+    assert summary.loc["spearman_realised_descriptor", "value"] == pytest.approx(1.0)
+    flipped = pd.DataFrame(rows)
+    flipped["descriptor"] = flipped["descriptor"].map({"female": "male", "male": "female"})
+    flipped.to_csv(full, sep="\t", index=False)
+    summary = V.validate(*args, descriptors_tsv=full).set_index("metric")
+    assert summary.loc["spearman_realised_descriptor", "value"] == pytest.approx(-1.0)
