@@ -66,14 +66,19 @@ def _truthful_descriptor(_p, axis, rates):
     return positive if rates[column] > 0.5 else negative
 
 
-def test_truth_meets_every_target(tmp_path):
+def _truthful_inputs(tmp_path):
+    """Workflow outputs that say exactly what the stereotyped world planted."""
     families = sorted(WORLD.families)
-    p = _inputs(
+    return _inputs(
         tmp_path,
         gender_score=lambda _p, pw: 2 * pw - 1,
         cluster_of=lambda prof: families.index(WORLD.family(prof)) + 1,
         descriptor_of=_truthful_descriptor,
     )
+
+
+def test_truth_meets_every_target(tmp_path):
+    p = _truthful_inputs(tmp_path)
     summary = V.validate(
         p["bias"], p["clusters"], p["top"], PLANTED, p["rates"], tmp_path / "v", p["clusters"]
     )
@@ -165,13 +170,7 @@ def test_world_check_needs_validated_readouts_and_a_failing_text_control():
 
 def test_gender_descriptor_metric(tmp_path):
     """The profession's own "female X" vs "male X" alignment, ranked against realised rates."""
-    families = sorted(WORLD.families)
-    p = _inputs(
-        tmp_path,
-        gender_score=lambda _p, pw: 2 * pw - 1,
-        cluster_of=lambda prof: families.index(WORLD.family(prof)) + 1,
-        descriptor_of=_truthful_descriptor,
-    )
+    p = _truthful_inputs(tmp_path)
     rows = []
     for prof in PROFESSIONS:
         pw = WORLD.rates[prof]["p_woman"]
