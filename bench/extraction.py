@@ -1,30 +1,40 @@
-"""Benchmark: scalex's batched H-space extractor against the stock pipeline called per sample.
+"""Benchmark: scalex's H-space extractor against the stock diffusers pipeline, at equal output.
 
-    python bench/extraction.py [--quick] [--device cpu|cuda] [--out bench/results.json]
+    python bench/extraction.py [--quick] [--device cpu|cuda] [--guidance 1 7.5] [--out FILE]
 
-For each model, the same (prompt, seed) samples (N prompts x S seeds, T steps) go through, in one
-process and interleaved within every repeat:
+For each model and guidance scale, the same (prompt, seed) samples (N prompts x S seeds, T
+steps) go through every *side* below, in one process, interleaved within every repeat (the order
+is reversed on every other repeat). Every side yields the pooled ``unet.mid_block`` output of
+every kept step, so the activations of all sides are compared in the same run:
 
-- ``naive-latent``: the stock diffusers pipeline, once per (prompt, seed), with
+- ``stock-per-sample``: the stock pipeline once per (prompt, seed) with
   ``generator=torch.Generator("cpu").manual_seed(seed)``, ``output_type="latent"`` and a forward
-  hook on ``unet.mid_block`` that keeps the spatially pooled output of every step;
-- ``naive-decode``: the same with the default ``output_type`` (the image is decoded), as users
-  often call it;
+  hook on ``unet.mid_block``;
+- ``stock-per-sample-decode``: the same, decoding the image (``output_type`` left at its default);
+- ``stock-batched-bB``: the stock pipeline called with B prompts and a list of B generators (one
+  per sample, which is what makes its noise equal the per-sample noise), latent output, the hook;
+  the strongest straightforward alternative;
+- ``stock-batched-bB-stopK``: the same, stopped after step K by a ``callback_on_step_end`` that
+  raises (the pipeline's ``_interrupt`` flag would do on SD and SDXL, but the LCM pipeline
+  ignores it);
 - ``scalex-bB``: ``HSpaceExtractor(pipe, SamplingSettings(batch_size=B, ...)).run(samples)``;
-- ``scalex-bB-keepK``: the same, keeping only the first K steps (early stop after step K).
+- ``scalex-bB-keepK``: the same keeping steps 0..K-1, so the loop stops after step K.
 
-Timings are medians over repeats; ratios are against ``naive-latent`` (and ``naive-decode``).
-The scalex activations are compared with the naive ones (max abs diff) in the same run.
+Equal output: the ``stopK``/``keepK`` sides are compared with the first K steps of
+``stock-per-sample``; every other side with all of its steps. Times are medians over repeats and
+ratios are taken against ``stock-per-sample`` and ``stock-batched-bB`` (the largest B).
 
 Models: the tiny random-weight families of ``scalex.random_models`` (saved and reloaded through
-``scalex.models.load_pipeline``, as the workflow does) and ``sd15``: a UNet with the real
-Stable Diffusion 1.5 configuration (860M parameters, random weights) with a VAE of the real
-SD size (scale factor 8, random weights) so that decoding costs what it does on SD 1.5.
+``scalex.models.load_pipeline``, as the workflow does) and ``sd15``: a UNet with the real Stable
+Diffusion 1.5 configuration (860M parameters, random weights) with a VAE of the real SD size
+(scale factor 8, random weights) so that decoding costs what it does on SD 1.5. ``bench/gpu.py``
+runs the same sides on a GPU at 512 px.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -33,6 +43,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -62,86 +73,152 @@ SD_VAE = {
     "sample_size": 512,
 }
 
+Side = Callable[[list[tuple[str, int]]], np.ndarray]
 
-def plan(args) -> list[dict]:
-    """Models and sizes to measure (N prompts, S seeds, T steps, batch sizes, early stops)."""
-    cuda = args.device == "cuda"
-    tiny = {"prompts": 16, "seeds": 4, "steps": 4, "batches": [1, 8, 32, 64], "keep": [1, 2]}
-    if args.quick:
-        tiny = {"prompts": 8, "seeds": 4, "steps": 4, "batches": [1, 8, 32], "keep": [1]}
-    if cuda:
-        sd15 = {"prompts": 16, "seeds": 8, "steps": 4, "batches": [1, 8, 32, 64], "keep": [1, 2],
-                "size": 512, "dtype": "float16"}  # fmt: skip
-    elif args.quick:
-        sd15 = {"prompts": 1, "seeds": 2, "steps": 4, "batches": [1, 2], "keep": [1],
-                "size": 128, "dtype": "float32", "repeats": 1}  # fmt: skip
-    else:  # one UNet forward at 128 px takes seconds on one shared CPU thread
-        sd15 = {"prompts": 2, "seeds": 2, "steps": 4, "batches": [1, 4], "keep": [1],
-                "size": 128, "dtype": "float32", "repeats": 1}  # fmt: skip
-    models = []
-    for family in ("sd1", "sdxl", "lcm"):
-        dtype = "float16" if cuda else "float32"
-        models.append({"model": f"tiny-{family}", "family": family, "size": None,
-                       "dtype": dtype, **tiny})  # fmt: skip
-    if not args.skip_sd15:
-        models.append({"model": "sd15", "family": "sd1", **sd15})
-    return models
+
+def samples_for(prompts: int, seeds: int) -> list[tuple[str, int]]:
+    """N prompts x S seeds, prompt-major, as the workflow orders them."""
+    texts = [f"a photo of a {WORDS[i % len(WORDS)]}" for i in range(prompts)]
+    return [(p, s) for p in texts for s in range(seeds)]
+
+
+def build_sd15(device: str, dtype: str):
+    """The SD 1.5-size pipeline: real UNet and VAE configurations, random weights."""
+    from diffusers import AutoencoderKL, StableDiffusionPipeline
+    from scalex.random_models import build_random_pipeline
+
+    parts = build_random_pipeline("sd1", size="sd15").components
+    torch.manual_seed(1)
+    parts["vae"] = AutoencoderKL(**SD_VAE)
+    pipe = StableDiffusionPipeline(**parts)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.to(device=device, dtype=getattr(torch, dtype))
+    for part in (pipe.unet, pipe.vae, pipe.text_encoder):
+        part.eval().requires_grad_(False)
+    return pipe
 
 
 def build_pipe(spec: dict, device: str, tmp: Path):
     from scalex.models import load_pipeline
-    from scalex.random_models import build_random_pipeline, save_random_pipeline
+    from scalex.random_models import save_random_pipeline
 
     if spec["model"] == "sd15":
-        from diffusers import AutoencoderKL, StableDiffusionPipeline
-
-        parts = build_random_pipeline("sd1", size="sd15").components
-        torch.manual_seed(1)
-        parts["vae"] = AutoencoderKL(**SD_VAE)
-        pipe = StableDiffusionPipeline(**parts)
-        pipe.set_progress_bar_config(disable=True)
-        pipe.to(device=device, dtype=getattr(torch, spec["dtype"]))
-        for part in (pipe.unet, pipe.vae, pipe.text_encoder):
-            part.eval().requires_grad_(False)
-        return pipe
-    folder = save_random_pipeline(spec["family"], tmp / spec["model"])
+        return build_sd15(device, spec["dtype"])
+    folder = tmp / spec["model"]
+    if not folder.exists():
+        save_random_pipeline(spec["family"], folder)
     return load_pipeline(str(folder), dtype=spec["dtype"], device=device)
 
 
-def naive(pipe, samples, steps, guidance, height, width, decode: bool) -> np.ndarray:
-    """The stock pipeline once per (prompt, seed) with a hook on ``unet.mid_block``."""
-    rows: list[np.ndarray] = []
-    current: list[torch.Tensor] = []
+class MidBlockTrace:
+    """Forward hook on ``unet.mid_block`` keeping the pooled conditional rows of every call."""
 
-    def hook(_module, _inputs, output):
-        out = output[0] if isinstance(output, tuple) else output
-        current.append(out[-1:].float().mean(dim=(2, 3)).cpu())  # the cond half under CFG
+    def __init__(self, pipe):
+        self.pipe = pipe
+        self.rows: list[torch.Tensor] = []
+        self.n = 0
 
-    handle = pipe.unet.mid_block.register_forward_hook(hook)
-    try:
-        for prompt, seed in samples:
-            current.clear()
+    def __enter__(self):
+        def hook(_module, _inputs, output):
+            out = output[0] if isinstance(output, tuple) else output
+            # under CFG the batch is [uncond, cond]: the conditional half is the last n rows
+            self.rows.append(out[-self.n :].float().mean(dim=(2, 3)))
+
+        self.handle = self.pipe.unet.mid_block.register_forward_hook(hook)
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+
+    def take(self) -> np.ndarray:
+        """(n, steps, C) for the call just made."""
+        out = torch.stack(self.rows, dim=1).cpu().numpy()
+        self.rows.clear()
+        return out
+
+
+class _Stop(Exception):
+    """Raised by the step-end callback to end a stock run after the steps it needs."""
+
+
+def stock(pipe, samples, common: dict, batch: int, decode=False, stop: int | None = None):
+    """The stock pipeline over ``samples`` in calls of ``batch`` prompts, one generator each."""
+    parts = []
+
+    def interrupt(_pipe, i, _t, kwargs):
+        if stop is not None and i + 1 >= stop:
+            raise _Stop  # not every pipeline honours ``_interrupt`` (LCM does not)
+        return kwargs
+
+    with MidBlockTrace(pipe) as trace:
+        for start in range(0, len(samples), batch):
+            chunk = samples[start : start + batch]
+            trace.n = len(chunk)
             kwargs = {} if decode else {"output_type": "latent"}
-            pipe(
-                prompt,
-                num_inference_steps=steps,
-                guidance_scale=guidance,
-                generator=torch.Generator("cpu").manual_seed(seed),
-                height=height,
-                width=width,
-                **kwargs,
-            )
-            rows.append(torch.cat(current).numpy())
-    finally:
-        handle.remove()
-    return np.stack(rows)
+            if stop is not None:
+                kwargs["callback_on_step_end"] = interrupt
+            with contextlib.suppress(_Stop):
+                pipe(
+                    [p for p, _ in chunk],
+                    generator=[torch.Generator("cpu").manual_seed(s) for _, s in chunk],
+                    **common,
+                    **kwargs,
+                )
+            parts.append(trace.take())
+    return np.concatenate(parts)
 
 
-def scalex_run(pipe, samples, settings) -> np.ndarray:
+def scalex_side(pipe, samples, settings) -> np.ndarray:
     from scalex.extract import HSpaceExtractor
 
     acts = HSpaceExtractor(pipe, settings).run(samples, progress=False)
     return acts.data["mid_block"]["pooled"]
+
+
+def sides(
+    pipe,
+    *,
+    steps: int,
+    guidance: float,
+    size: int,
+    dtype: str,
+    device: str,
+    batches: list[int],
+    keep: list[int],
+    decode: bool = True,
+) -> dict[str, tuple[Side, int]]:
+    """Every side of the comparison: name -> (function of the samples, steps it yields)."""
+    from scalex.extract import SamplingSettings
+
+    common = {
+        "num_inference_steps": steps,
+        "guidance_scale": guidance,
+        "height": size,
+        "width": size,
+    }
+    base = {"steps": steps, "guidance_scale": guidance, "dtype": dtype, "device": device,
+            "height": size, "width": size}  # fmt: skip
+    out: dict[str, tuple[Side, int]] = {
+        "stock-per-sample": (lambda s: stock(pipe, s, common, 1), steps),
+    }
+    if decode:
+        out["stock-per-sample-decode"] = (lambda s: stock(pipe, s, common, 1, decode=True), steps)
+    big = max(batches)
+    for b in batches:
+        if b > 1:
+            out[f"stock-batched-b{b}"] = (lambda s, b=b: stock(pipe, s, common, b), steps)
+    for k in keep:
+        out[f"stock-batched-b{big}-stop{k}"] = (
+            lambda s, k=k: stock(pipe, s, common, big, stop=k),
+            k,
+        )
+    for b in batches:
+        st = SamplingSettings(batch_size=b, **base)
+        out[f"scalex-b{b}"] = (lambda s, st=st: scalex_side(pipe, s, st), steps)
+    for k in keep:
+        st = SamplingSettings(batch_size=big, keep_steps=tuple(range(k)), **base)
+        out[f"scalex-b{big}-keep{k}"] = (lambda s, st=st: scalex_side(pipe, s, st), k)
+    return out
 
 
 def sync(device: str) -> None:
@@ -149,75 +226,99 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def bench_model(spec: dict, args, tmp: Path) -> dict:
-    from scalex.extract import SamplingSettings
-
-    device = args.device
-    t0 = time.perf_counter()
-    pipe = build_pipe(spec, device, tmp)
-    build_s = time.perf_counter() - t0
-    n_params = sum(p.numel() for p in pipe.unet.parameters())
-    prompts = [f"a photo of a {WORDS[i % len(WORDS)]}" for i in range(spec["prompts"])]
-    samples = [(p, s) for p in prompts for s in range(spec["seeds"])]
-    steps = spec["steps"]
-    vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
-    size = spec["size"] or int(pipe.unet.config.sample_size) * vae_scale
-    base = {"steps": steps, "guidance_scale": args.guidance, "dtype": spec["dtype"],
-            "device": device, "height": size, "width": size}  # fmt: skip
-
-    methods = {
-        "naive-latent": lambda s: naive(pipe, s, steps, args.guidance, size, size, False),
-        "naive-decode": lambda s: naive(pipe, s, steps, args.guidance, size, size, True),
-    }
-    for b in spec["batches"]:
-        if b > len(samples) and b != spec["batches"][0]:
-            continue
-        st = SamplingSettings(batch_size=b, **base)
-        methods[f"scalex-b{b}"] = lambda s, st=st: scalex_run(pipe, s, st)
-    big = max(b for b in spec["batches"] if b <= len(samples))
-    for k in spec["keep"]:
-        st = SamplingSettings(batch_size=big, keep_steps=tuple(range(k)), **base)
-        methods[f"scalex-b{big}-keep{k}"] = lambda s, st=st: scalex_run(pipe, s, st)
-
-    print(f"\n## {spec['model']}: {n_params / 1e6:.1f}M UNet params, {len(samples)} samples "
-          f"({spec['prompts']} prompts x {spec['seeds']} seeds), {steps} steps, "
-          f"{size} px, latents {size // vae_scale}x{size // vae_scale}, {spec['dtype']}, "
-          f"built in {build_s:.1f} s", flush=True)  # fmt: skip
-    # warm-up: one sample per method (first-call allocations, lazy imports)
-    for fn in methods.values():
+def time_sides(
+    table: dict[str, tuple[Side, int]], samples, repeats: int, device: str, log=print
+) -> tuple[dict[str, list[float]], dict[str, np.ndarray]]:
+    """Warm every side up on one sample, then time them interleaved, reversing every repeat."""
+    for fn, _ in table.values():
         fn(samples[:1])
     sync(device)
-    times: dict[str, list[float]] = {m: [] for m in methods}
+    times: dict[str, list[float]] = {m: [] for m in table}
     outputs: dict[str, np.ndarray] = {}
-    for rep in range(spec.get("repeats", args.repeats)):
-        order = list(methods) if rep % 2 == 0 else list(reversed(methods))
+    for rep in range(repeats):
+        order = list(table) if rep % 2 == 0 else list(reversed(table))
         for name in order:
             sync(device)
             t = time.perf_counter()
-            out = methods[name](samples)
+            out = table[name][0](samples)
             sync(device)
             times[name].append(time.perf_counter() - t)
             outputs[name] = out
-        print(f"  repeat {rep + 1}: " + ", ".join(f"{m} {times[m][-1]:.2f}s" for m in methods),
-              flush=True)  # fmt: skip
+        log(f"  repeat {rep + 1}: " + ", ".join(f"{m} {times[m][-1]:.2f}s" for m in table))
+    return times, outputs
 
-    ref = outputs["naive-latent"]
+
+def compare(table, times, outputs, n_samples: int) -> list[dict]:
+    """One row per side: median time, ratios, and the largest difference to stock-per-sample."""
+    ref = outputs["stock-per-sample"]
+    per_sample = statistics.median(times["stock-per-sample"])
+    batched = [m for m in table if m.startswith("stock-batched-") and "-stop" not in m]
+    strongest = statistics.median(times[batched[-1]]) if batched else None
     rows = []
-    for name in methods:
+    for name, (_, kept) in table.items():
         med = statistics.median(times[name])
         out = outputs[name]
-        diff = float(np.abs(out - ref[:, : out.shape[1]]).max())
         rows.append({
             "method": name,
+            "steps_compared": kept,
             "times_s": [round(t, 4) for t in times[name]],
             "median_s": med,
-            "samples_per_s": len(samples) / med,
-            "speedup_vs_naive_latent": statistics.median(times["naive-latent"]) / med,
-            "speedup_vs_naive_decode": statistics.median(times["naive-decode"]) / med,
-            "max_abs_diff_vs_naive": diff,
-            "max_abs_activation": float(np.abs(ref).max()),
+            "samples_per_s": n_samples / med,
+            "x_vs_stock_per_sample": per_sample / med,
+            "x_vs_stock_batched": (strongest / med) if strongest else None,
+            "max_abs_diff_vs_stock": _difference(out, ref[:, :kept]),
         })  # fmt: skip
-    methods.clear()  # drop the closures that hold the pipeline
+    return rows
+
+
+def _difference(out: np.ndarray, ref: np.ndarray) -> float:
+    """Largest absolute difference; infinite when the sides did not yield the same shape."""
+    if out.shape != ref.shape:
+        return float("inf")
+    return float(np.abs(out - ref).max())
+
+
+def plan(args) -> list[dict]:
+    """Models and sizes to measure (N prompts, S seeds, T steps, batch sizes, early stops)."""
+    tiny = {"prompts": 16, "seeds": 4, "steps": 4, "batches": [1, 8, 32, 64], "keep": [1, 2]}
+    if args.quick:
+        tiny = {"prompts": 8, "seeds": 4, "steps": 4, "batches": [1, 8, 32], "keep": [1]}
+    if args.quick:
+        sd15 = {"prompts": 1, "seeds": 2, "steps": 4, "batches": [1, 2], "keep": [1],
+                "size": 128, "dtype": "float32", "repeats": 1}  # fmt: skip
+    else:  # one UNet forward at 128 px takes seconds on one shared CPU thread
+        sd15 = {"prompts": 2, "seeds": 2, "steps": 4, "batches": [1, 4], "keep": [1],
+                "size": 128, "dtype": "float32", "repeats": 1}  # fmt: skip
+    models = []
+    for family in ("sd1", "sdxl", "lcm"):
+        models.append({"model": f"tiny-{family}", "family": family, "size": None,
+                       "dtype": "float32", **tiny})  # fmt: skip
+    if not args.skip_sd15:
+        models.append({"model": "sd15", "family": "sd1", **sd15})
+    return models
+
+
+def bench_model(spec: dict, guidance: float, args, tmp: Path, pipe=None) -> dict:
+    device = args.device
+    t0 = time.perf_counter()
+    pipe = pipe if pipe is not None else build_pipe(spec, device, tmp)
+    build_s = time.perf_counter() - t0
+    n_params = sum(p.numel() for p in pipe.unet.parameters())
+    samples = samples_for(spec["prompts"], spec["seeds"])
+    vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+    size = spec["size"] or int(pipe.unet.config.sample_size) * vae_scale
+    batches = [b for b in spec["batches"] if b <= len(samples)]
+    table = sides(pipe, steps=spec["steps"], guidance=guidance, size=size, dtype=spec["dtype"],
+                  device=device, batches=batches, keep=spec["keep"])  # fmt: skip
+    print(f"\n## {spec['model']}: {n_params / 1e6:.1f}M UNet params, {len(samples)} samples "
+          f"({spec['prompts']} prompts x {spec['seeds']} seeds), {spec['steps']} steps, "
+          f"guidance {guidance}, {size} px, {spec['dtype']}, built in {build_s:.1f} s",
+          flush=True)  # fmt: skip
+    repeats = spec.get("repeats", args.repeats)
+    times, outputs = time_sides(table, samples, repeats, device,
+                                log=lambda m: print(m, flush=True))  # fmt: skip
+    rows = compare(table, times, outputs, len(samples))
+    table.clear()
     return {
         "model": spec["model"],
         "family": spec["family"],
@@ -225,12 +326,13 @@ def bench_model(spec: dict, args, tmp: Path) -> dict:
         "samples": len(samples),
         "prompts": spec["prompts"],
         "seeds": spec["seeds"],
-        "steps": steps,
+        "steps": spec["steps"],
         "height": size,
         "width": size,
         "latents": f"{size // vae_scale}x{size // vae_scale}",
         "dtype": spec["dtype"],
-        "guidance_scale": args.guidance,
+        "guidance_scale": guidance,
+        "repeats": repeats,
         "methods": rows,
     }
 
@@ -265,19 +367,21 @@ def markdown(result: dict) -> str:
     lines = []
     for m in result["models"]:
         lines.append(
-            f"\n**{m['model']}** ({m['unet_params_m']}M UNet params; {m['samples']} samples = "
-            f"{m['prompts']} prompts x {m['seeds']} seeds; {m['steps']} steps; "
-            f"{m['height']} px, latents {m['latents']}; {m['dtype']}; "
-            f"guidance {m['guidance_scale']})\n"
+            f"\n**{m['model']}**, guidance {m['guidance_scale']} ({m['unet_params_m']}M UNet "
+            f"params; {m['samples']} samples = {m['prompts']} prompts x {m['seeds']} seeds; "
+            f"{m['steps']} steps; {m['height']} px, latents {m['latents']}; {m['dtype']}; "
+            f"median of {m['repeats']})\n"
         )
-        lines.append("| method | median s | samples/s | x vs naive-latent | x vs naive-decode "
-                     "| max abs diff vs naive |")  # fmt: skip
-        lines.append("|---|---:|---:|---:|---:|---:|")
+        lines.append("| side | steps | median s | samples/s | x vs stock per sample "
+                     "| x vs stock batched | max abs diff vs stock |")  # fmt: skip
+        lines.append("|---|---:|---:|---:|---:|---:|---:|")
         for r in m["methods"]:
+            batched = r["x_vs_stock_batched"]
             lines.append(
-                f"| {r['method']} | {r['median_s']:.3f} | {r['samples_per_s']:.2f} | "
-                f"{r['speedup_vs_naive_latent']:.2f} | {r['speedup_vs_naive_decode']:.2f} | "
-                f"{r['max_abs_diff_vs_naive']:.1e} |"
+                f"| {r['method']} | {r['steps_compared']} | {r['median_s']:.3f} | "
+                f"{r['samples_per_s']:.2f} | {r['x_vs_stock_per_sample']:.2f} | "
+                f"{'' if batched is None else f'{batched:.2f}'} | "
+                f"{r['max_abs_diff_vs_stock']:.1e} |"
             )
     return "\n".join(lines)
 
@@ -287,14 +391,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer samples and repeats")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
-    parser.add_argument("--repeats", type=int, default=None, help="default 3 (quick: 2)")
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sd15-repeats", type=int, default=None, help="CPU default 1")
-    parser.add_argument("--guidance", type=float, default=1.0)
+    parser.add_argument("--guidance", type=float, nargs="+", default=[1.0, 7.5])
     parser.add_argument("--skip-sd15", action="store_true")
     parser.add_argument("--only", nargs="*", help="model names to run (tiny-sd1 ... sd15)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads on the CPU")
     args = parser.parse_args(argv)
-    args.repeats = args.repeats or (2 if args.quick else 3)
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -308,13 +411,15 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             if spec["model"] == "sd15" and args.sd15_repeats:
                 spec["repeats"] = args.sd15_repeats
-            models.append(bench_model(spec, args, Path(tmp)))
+            pipe = build_pipe(spec, args.device, Path(tmp))
+            for guidance in args.guidance:
+                models.append(bench_model(spec, guidance, args, Path(tmp), pipe=pipe))
+            del pipe
     result = {
         "benchmark": "extraction",
         "command": "python bench/extraction.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "date_utc": started.isoformat(timespec="seconds"),
         "wall_s": round((dt.datetime.now(dt.UTC) - started).total_seconds(), 1),
-        "repeats": args.repeats,
         "machine": machine(args.device),
         "models": models,
     }

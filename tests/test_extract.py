@@ -323,3 +323,46 @@ def test_prompt_encoded_once(tiny_pipes, guidance, per_prompt):
     # 3 distinct prompts, each encoded once (under CFG diffusers' encode_prompt also encodes
     # the negative prompt along with it)
     assert len(calls) == 3 * per_prompt
+
+
+def test_out_of_memory_lowers_the_batch_and_keeps_every_sample(tiny_pipes, monkeypatch):
+    """A batch that does not fit is redone smaller: no sample is lost or repeated."""
+    import torch
+    from scalex.extract import HSpaceExtractor, SamplingSettings
+
+    pipe = tiny_pipes("sd1")
+    samples = [(f"a photo of a thing{i % 3}", i) for i in range(11)]
+    reference = HSpaceExtractor(pipe, SamplingSettings(steps=3, batch_size=1)).run(
+        samples, progress=False
+    )
+    extractor = HSpaceExtractor(pipe, SamplingSettings(steps=3, batch_size=8))
+    real = extractor.run_batch
+    seen: list[int] = []
+
+    def run_batch(prompts, seeds):
+        seen.append(len(prompts))
+        if len(prompts) > 3:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(prompts, seeds)
+
+    monkeypatch.setattr(extractor, "run_batch", run_batch)
+    acts = extractor.run(samples, progress=False)
+    assert seen[:3] == [8, 4, 2]
+    assert extractor.batch_size_used == 2
+    got, want = acts.data["mid_block"]["pooled"], reference.data["mid_block"]["pooled"]
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_out_of_memory_at_batch_one_names_the_settings(tiny_pipes, monkeypatch):
+    import torch
+    from scalex.extract import ExtractionError, HSpaceExtractor, SamplingSettings
+
+    extractor = HSpaceExtractor(tiny_pipes("sd1"), SamplingSettings(steps=2, batch_size=2))
+
+    def run_batch(prompts, seeds):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(extractor, "run_batch", run_batch)
+    with pytest.raises(ExtractionError, match="batch size 1"):
+        extractor.run([("a photo of a cat", 0), ("a photo of a dog", 1)], progress=False)

@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Iterator, Sequence
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,8 @@ import torch
 
 from scalex.errors import ExtractionError  # noqa: F401  (re-exported)
 from scalex.models import DTYPES, resolve_device
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,8 @@ class HSpaceExtractor:
         )
         self._embed_cache: dict[str, dict[str, torch.Tensor]] = {}
         self._uncond: dict[str, torch.Tensor] | None = None
+        #: the batch size the last run ended with (lower than asked after running out of memory)
+        self.batch_size_used = max(1, settings.batch_size)
 
     # -- text conditioning -------------------------------------------------------------------
     def _encode_one(self, prompt: str) -> dict[str, torch.Tensor]:
@@ -380,7 +385,7 @@ class HSpaceExtractor:
                 timesteps=timesteps[steps[r]].detach().cpu().numpy().astype(np.int64),
                 step_indices=np.asarray(steps[r], dtype=np.int64),
                 data={
-                    tap: {kind: np.stack(arrs, axis=1) for kind, arrs in kinds.items()}
+                    tap: {kind: _to_host(arrs) for kind, arrs in kinds.items()}
                     for tap, kinds in collected[r].items()
                 },
             )
@@ -390,19 +395,21 @@ class HSpaceExtractor:
         """The text-encoder control: each prompt's token states, as channels x tokens x 1."""
         embeds, _ = self._conditioning(prompts, cfg=False)  # (N, L, D)
         states = embeds.permute(0, 2, 1)[:, None, :, :, None]  # (N, 1, D, L, 1)
-        sink: dict[str, list[np.ndarray]] = {kind: [] for kind in self.settings.store}
+        sink: dict[str, list[torch.Tensor]] = {kind: [] for kind in self.settings.store}
         self._collect(sink, states[:, 0])
         return Activations(
             timesteps=np.asarray([-1], dtype=np.int64),
             step_indices=np.asarray([-1], dtype=np.int64),
-            data={TEXT_TAP: {kind: np.stack(arrs, axis=1) for kind, arrs in sink.items()}},
+            data={TEXT_TAP: {kind: _to_host(arrs) for kind, arrs in sink.items()}},
         )
 
-    def _collect(self, sink: dict[str, list[np.ndarray]], out: torch.Tensor) -> None:
+    def _collect(self, sink: dict[str, list[torch.Tensor]], out: torch.Tensor) -> None:
+        """Keep a step's output on the device; :func:`_to_host` copies a batch's steps at once,
+        so the loop never waits for the accelerator between steps."""
         if "pooled" in sink:
-            sink["pooled"].append(out.float().mean(dim=(2, 3)).cpu().numpy())
+            sink["pooled"].append(out.float().mean(dim=(2, 3)))
         if "full" in sink:
-            sink["full"].append(out.to(torch.float16).cpu().numpy())
+            sink["full"].append(out.to(torch.float16))
 
     @staticmethod
     def _step(scheduler, noise_pred, t, latents, generators, per_sample, kwargs):
@@ -454,12 +461,27 @@ class HSpaceExtractor:
             desc=desc,
             disable=not progress,
         )
+        start = 0
         with bar:
-            for chunk in _chunks(samples, bs):
-                prompts = [p for p, _ in chunk]
-                seeds = [s for _, s in chunk]
-                parts.append(self.run_batch(prompts, seeds))
+            while start < len(samples):
+                chunk = samples[start : start + bs]
+                try:
+                    parts.append(self.run_batch([p for p, _ in chunk], [s for _, s in chunk]))
+                except torch.OutOfMemoryError as err:
+                    # Activations do not depend on the batch, so a smaller batch redoes exactly
+                    # this chunk: no sample is lost or duplicated.
+                    if bs == 1:
+                        raise ExtractionError(
+                            f"out of memory on {self.device} at batch size 1; use a smaller "
+                            "sampling.height/width, sampling.dtype float16 or another device"
+                        ) from err
+                    bs = max(1, bs // 2)
+                    _release_memory(self.device)
+                    log.warning("out of memory: batch size lowered to %d", bs)
+                    continue
+                start += len(chunk)
                 bar.update(len(chunk) * unit_scale)
+        self.batch_size_used = bs
         return {r: _concatenate([p[r] for p in parts]) for r in parts[0]}
 
     def run(
@@ -482,9 +504,14 @@ def _concatenate(parts: Sequence[Activations]) -> Activations:
     return Activations(parts[0].timesteps, parts[0].step_indices, merged)
 
 
-def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _to_host(steps: Sequence[torch.Tensor]) -> np.ndarray:
+    """Stack a batch's per-step outputs to (N, T, ...) and copy them to the host in one go."""
+    return torch.stack(list(steps), dim=1).cpu().numpy()
+
+
+def _release_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def check_finite(acts: Activations, samples: Sequence[tuple[str, int]]) -> None:
