@@ -13,9 +13,11 @@ from scalex.concepts import (
     fill,
     load_concepts,
 )
-from scalex.jobs import prompt_record
+from scalex.jobs import full_similarity, prompt_record
 from scalex.config import (
     canonical_json,
+    check_device,
+    check_model_settings,
     check_model_source,
     extraction_settings,
     results_tree,
@@ -25,7 +27,9 @@ from scalex.config import (
 )
 
 config.update(validate_config(config, base=workflow.basedir))
-check_model_source(config["model"]["id"])
+check_model_settings(config, check_model_source(config["model"]["id"]))
+if workflow.local_exec and not workflow.remote_exec:
+    check_device(config)  # jobs run on this machine: its accelerator must exist
 
 TREE = results_tree(config)
 HASH = settings_hash(config)
@@ -55,6 +59,12 @@ CLUSTER_VARIANTS = ["raw"] + (
     ["axes_removed"] if config["clustering"]["remove_axes"] else []
 )
 DECLARED_VARIANT = CLUSTER_VARIANTS[-1]
+#: Full N x N similarity matrices are written for small runs only (or when asked for).
+FULL_SIMILARITY = full_similarity(
+    len(CONCEPTS) - 1,
+    config["similarity"]["full_matrices"],
+    config["similarity"]["max_full_concepts"],
+)
 
 
 wildcard_constraints:
@@ -144,10 +154,23 @@ def vocabulary_spec(wildcards):
     return canonical_json(record)
 
 
+def similarity_outputs():
+    """The similarity rule's outputs: the full-matrix TSV only when the matrices are written."""
+    outputs = {
+        "h5": f"{TREE}/{{readout}}/similarity/similarity.h5",
+        "neighbours": f"{TREE}/{{readout}}/similarity/neighbours.tsv",
+    }
+    if FULL_SIMILARITY:
+        outputs["tsv"] = f"{TREE}/{{readout}}/similarity/similarity.tsv"
+    return outputs
+
+
 def readout_outputs(readout):
     """What the workflow makes for one readout."""
     r = f"{TREE}/{readout}"
-    outputs = [f"{r}/similarity/similarity.tsv"]
+    outputs = [f"{r}/similarity/neighbours.tsv"]
+    if FULL_SIMILARITY:
+        outputs.append(f"{r}/similarity/similarity.tsv")
     for variant in CLUSTER_VARIANTS:
         outputs += [
             f"{r}/clusters/{variant}/clusters.tsv",

@@ -1,13 +1,13 @@
 rule similarity:
-    """Cosine similarity of all concept directions, per step and aggregated."""
+    """Nearest neighbours of every concept direction; the full cosine matrices (per step and
+    aggregated) only up to similarity.max_full_concepts, unless asked for."""
     input:
         expand(
             f"{TREE}/{{{{readout}}}}/directions/{{bucket}}.h5",
             bucket=concept_buckets(),
         ),
     output:
-        h5=f"{TREE}/{{readout}}/similarity/similarity.h5",
-        tsv=f"{TREE}/{{readout}}/similarity/similarity.tsv",
+        **similarity_outputs(),
     log:
         f"{TREE}/logs/similarity/{{readout}}.log",
     benchmark:
@@ -16,6 +16,7 @@ rule similarity:
         "../envs/cpu.yaml"
     params:
         settings_hash=HASH,
+        neighbours=config["similarity"]["neighbours"],
     script:
         "../scripts/compute_similarity.py"
 

@@ -18,10 +18,12 @@ run_rule(
         sets=opts["sets"],
         method=opts["linkage"],
         k_min=opts["k_min"],
-        k_max=opts["k_max"],
+        k_max=None if opts["k_max"] == "auto" else opts["k_max"],
         remove=opts["remove_axes"] if smk.wildcards.variant == "axes_removed" else [],
         null_permutations=opts["null_permutations"],
         null_alpha=opts["null_alpha"],
         direction_files=smk.input.directions,
+        max_exact=opts["max_exact"],
+        null_sample=opts["null_sample"],
     ),
 )

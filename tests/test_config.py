@@ -55,11 +55,15 @@ def test_defaults_filled(tmp_path):
         "sets": None,
         "linkage": "average",
         "k_min": 2,
-        "k_max": 12,
+        "k_max": "auto",
         "remove_axes": [],
         "null_permutations": 200,
         "null_alpha": 0.05,
+        "max_exact": 2000,
+        "null_sample": 500,
     }
+    assert out["similarity"] == {"full_matrices": "auto", "max_full_concepts": 2000,
+                                 "neighbours": 10}  # fmt: skip
     assert seeds(out) == list(range(8))
 
 

@@ -135,8 +135,15 @@ def test_directions_similarity_clusters(pipeline):
     np.testing.assert_allclose(d["aggregate"][0], mean / np.linalg.norm(mean), atol=1e-5)
 
     sim_h5, sim_tsv = root / "similarity.h5", root / "similarity.tsv"
-    compute_similarity([dirs], sim_h5, sim_tsv, h)
+    near = root / "neighbours.tsv"
+    compute_similarity([dirs], sim_h5, near, h, out_tsv=sim_tsv, neighbours=2)
     sim = read_similarity(sim_h5, h)
+    cos = d["aggregate"] @ d["aggregate"].T
+    np.fill_diagonal(cos, -np.inf)
+    assert sim["neighbours"].tolist() == np.argsort(-cos, axis=1)[:, :2].tolist()
+    listed = pd.read_csv(near, sep="\t")
+    assert listed.columns.tolist() == ["concept", "rank", "neighbour", "cosine"]
+    assert len(listed) == 8 and listed["neighbour"].isin(d["ids"]).all()
     assert sim["ids"] == d["ids"] and sim["aggregate"].shape == (4, 4)
     assert sim["per_step"].shape == (2, 4, 4)
     np.testing.assert_allclose(np.diag(sim["aggregate"]), 1.0, rtol=1e-5)
@@ -271,3 +278,30 @@ def test_extraction_refuses_a_model_changed_after_planning(pipeline, tmp_path):
     weights.write_bytes(bytes(data))
     with pytest.raises(ModelError, match="changed since this run was planned"):
         check_model_content(settings)
+
+
+def test_large_runs_store_neighbours_not_matrices(pipeline, tmp_path):
+    """Without the full matrices the similarity file holds neighbours only, and clustering
+    reads nothing of size N x N."""
+    root, h = pipeline["root"], pipeline["hash"]
+    dirs = root / "directions" / "b0000.h5"
+    compute_directions(pipeline["shard"], pipeline["baseline"], dirs, h)
+    sim_h5, near = tmp_path / "similarity.h5", tmp_path / "neighbours.tsv"
+    compute_similarity([dirs], sim_h5, near, h, neighbours=3)
+    sim = read_similarity(sim_h5, h)
+    assert sim["aggregate"] is None and sim["per_step"] is None
+    assert sim["neighbours"].shape == (4, 3)
+    with h5py.File(sim_h5) as f:
+        assert "aggregate" not in f and "per_step" not in f and not f.attrs["matrices"]
+    out = [tmp_path / n for n in ("clusters.tsv", "silhouette.tsv", "matrix.tsv")]
+    compute_clusters(sim_h5, *out, h, k_min=2, k_max=3, direction_files=[dirs],
+                     null_permutations=0)  # fmt: skip
+    assert len(pd.read_csv(out[0], sep="\t")) == 4
+
+
+def test_full_similarity_rule():
+    from scalex.jobs import full_similarity
+
+    assert full_similarity(2000) and not full_similarity(2001)
+    assert full_similarity(10**6, "always") and not full_similarity(3, "never")
+    assert full_similarity(50, "auto", max_concepts=50) and not full_similarity(51, "auto", 50)

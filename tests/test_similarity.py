@@ -142,3 +142,68 @@ def test_null_is_reproducible_and_optional():
     np.testing.assert_array_equal(a.null_silhouettes, b.null_silhouettes)
     skipped = cluster_with_null(vectors, permutations=0)
     assert skipped.p_value is None and skipped.k >= 2
+
+
+def test_silhouettes_equal_sklearn():
+    from scalex.similarity import silhouettes
+    from sklearn.metrics import silhouette_score
+
+    rng = np.random.default_rng(3)
+    for n in (4, 40, 200):
+        d = rng.random((n, n))
+        d = (d + d.T) / 2
+        np.fill_diagonal(d, 0.0)
+        labelings = [rng.integers(1, 4, size=n) for _ in range(3)]
+        labelings.append(np.r_[np.ones(n - 1, dtype=int), 2])  # a singleton cluster
+        want = [silhouette_score(d, lab, metric="precomputed") for lab in labelings]
+        np.testing.assert_allclose(silhouettes(d, labelings), want, atol=1e-12)
+
+
+def test_nearest_neighbours_equal_brute_force_in_blocks():
+    from scalex.similarity import cosine_matrix, nearest_neighbours
+
+    vectors = np.random.default_rng(4).normal(size=(257, 16))
+    index, cosine = nearest_neighbours(vectors, k=5, block=50)
+    full = cosine_matrix(vectors)
+    np.fill_diagonal(full, -np.inf)
+    want = np.argsort(-full, axis=1, kind="stable")[:, :5]
+    assert (index == want).all()
+    np.testing.assert_allclose(cosine, np.take_along_axis(full, want, 1), atol=1e-6)
+    assert nearest_neighbours(vectors[:1], k=5)[0].shape == (1, 0)
+
+
+def test_k_range_grows_with_the_concepts():
+    from scalex.similarity import default_k_max
+
+    assert default_k_max(10) == 12 and default_k_max(144) == 12
+    assert default_k_max(900) == 30 and default_k_max(10**6) == 60
+
+
+def _planted_vectors(n_per: int, k: int, dim: int = 32, noise: float = 0.3, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(k, dim))
+    truth = np.repeat(np.arange(k), n_per)
+    return centres[truth] + noise * rng.normal(size=(len(truth), dim)), truth
+
+
+def test_clusters_beyond_max_exact_come_from_a_sample_and_centroids():
+    from scalex.similarity import cluster_with_null
+    from sklearn.metrics import adjusted_rand_score
+
+    vectors, truth = _planted_vectors(150, 4)  # 600 concepts, tree on 120 of them
+    result = cluster_with_null(vectors, k_max=None, permutations=19, max_exact=120,
+                               null_sample=60)  # fmt: skip
+    assert len(result.sample) == 120 and len(result.labels) == 600
+    assert result.k == 4 and result.p_value <= 0.05
+    assert adjusted_rand_score(truth, result.labels) == 1.0
+    again = cluster_with_null(vectors, k_max=None, permutations=19, max_exact=120,
+                              null_sample=60)  # fmt: skip
+    assert (again.labels == result.labels).all()  # seeded
+
+
+def test_no_structure_at_scale_is_still_one_cluster():
+    from scalex.similarity import cluster_with_null
+
+    vectors = np.random.default_rng(5).normal(size=(600, 32))
+    result = cluster_with_null(vectors, permutations=19, max_exact=120, null_sample=60)
+    assert result.k == 1 and (result.labels == 1).all() and len(result.labels) == 600

@@ -87,12 +87,24 @@ class Results:
 
     def similarity(self, step: int | None = None, readout: str | None = None) -> pd.DataFrame:
         """Cosine similarity of concept directions, aggregated or at one kept step index."""
-        from scalex.jobs import read_similarity
+        from scalex.jobs import read_directions, read_similarity
+        from scalex.similarity import cosine_matrix
 
         path = self._r(readout) / "similarity" / "similarity.h5"
         sim = read_similarity(path, self.settings_hash)
-        matrix = sim["aggregate"] if step is None else sim["per_step"][step]
-        return pd.DataFrame(matrix, index=sim["ids"], columns=sim["ids"])
+        if sim["aggregate"] is not None:
+            matrix = sim["aggregate"] if step is None else sim["per_step"][step]
+            return pd.DataFrame(matrix, index=sim["ids"], columns=sim["ids"])
+        # a large run stored neighbours only: compute the matrix from the directions
+        files = sorted((self._r(readout) / "directions").glob("b*.h5"))
+        field = "aggregate" if step is None else "per_step"
+        d = read_directions(files, self.settings_hash, fields=(field,))
+        vectors = d["aggregate"] if step is None else d["per_step"][:, step]
+        return pd.DataFrame(cosine_matrix(vectors), index=d["ids"], columns=d["ids"])
+
+    def neighbours(self, readout: str | None = None) -> pd.DataFrame:
+        """Each concept's nearest concepts by cosine (concept, rank, neighbour, cosine)."""
+        return self._tsv(readout, "similarity", "neighbours.tsv")
 
     def directions(self, readout: str | None = None) -> pd.DataFrame:
         """Aggregate unit directions, one row per concept, with set and split-half stability."""

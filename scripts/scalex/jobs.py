@@ -23,6 +23,7 @@ from scalex.directions import concept_direction, paired_differences
 from scalex.store import (
     ACTIVATIONS,
     atomic_h5,
+    atomic_text,
     open_checked,
     read_activations,
     read_strings,
@@ -54,11 +55,7 @@ def read_prompts(path: str | Path) -> dict[str, Any]:
 
 
 def _atomic_text(out: str | Path, text: str) -> None:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
+    atomic_text(out, text)
 
 
 # -- extraction ----------------------------------------------------------------------------------
@@ -346,83 +343,124 @@ def compute_directions(
             g.create_dataset("mean_diff", data=d.mean_diff)
 
 
+DIRECTION_FIELDS = ("per_step", "aggregate", "mean_diff")
+
+
 def read_directions(
-    files: Sequence[str | Path], settings_hash: str, concepts: Sequence[str] | None = None
+    files: Sequence[str | Path],
+    settings_hash: str,
+    concepts: Sequence[str] | None = None,
+    fields: Sequence[str] = DIRECTION_FIELDS,
 ) -> dict[str, Any]:
     """Directions of all concepts in ``files`` (optionally only ``concepts``), sorted by id.
 
-    Returns ids, sets, ``per_step`` (N, T, D), ``aggregate`` (N, D), ``mean_diff`` (N, T, D),
-    ``split_half`` (N,) and the step indices.
+    Returns ids, sets, the arrays named in ``fields`` (``per_step`` (N, T, D), ``aggregate``
+    (N, D), ``mean_diff`` (N, T, D); read only when asked, since at 10,000 concepts each
+    per-step array is hundreds of MB), ``split_half`` (N,) and the step indices.
     """
+    unknown = sorted(set(fields) - set(DIRECTION_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown direction fields {unknown}")
+    wanted = None if concepts is None else set(concepts)
     rows: dict[str, dict[str, Any]] = {}
     steps = None
     for path in files:
         with open_checked(path, DIRECTIONS, settings_hash) as f:
             steps = f.attrs["step_indices"]
             for cid, g in f["concepts"].items():
-                if concepts is not None and cid not in concepts:
+                if wanted is not None and cid not in wanted:
                     continue
                 rows[cid] = {
                     "set": str(g.attrs["set"]),
                     "split_half": float(g.attrs["split_half"]),
-                    "per_step": g["per_step"][()],
-                    "aggregate": g["aggregate"][()],
-                    "mean_diff": g["mean_diff"][()],
+                    **{name: g[name][()] for name in fields},
                 }
-    if concepts is not None:
-        missing = sorted(set(concepts) - set(rows))
+    if wanted is not None:
+        missing = sorted(wanted - set(rows))
         if missing:
             raise KeyError(f"no directions for concepts {missing}")
     ids = sorted(rows)
-    return {
+    out: dict[str, Any] = {
         "ids": ids,
         "sets": [rows[c]["set"] for c in ids],
-        "per_step": np.stack([rows[c]["per_step"] for c in ids]) if ids else np.zeros((0,)),
-        "aggregate": np.stack([rows[c]["aggregate"] for c in ids]) if ids else np.zeros((0,)),
-        "mean_diff": np.stack([rows[c]["mean_diff"] for c in ids]) if ids else np.zeros((0,)),
         "split_half": np.array([rows[c]["split_half"] for c in ids]),
         "step_indices": np.asarray(steps),
     }
+    for name in fields:
+        out[name] = np.stack([rows[c][name] for c in ids]) if ids else np.zeros((0,))
+    return out
 
 
 # -- similarity and clusters ---------------------------------------------------------------------
+def full_similarity(n_concepts: int, mode: str = "auto", max_concepts: int = 2000) -> bool:
+    """Whether the N x N matrices (per step and aggregated; HDF5 and TSV) are written:
+    ``always``, ``never``, or ``auto``: up to ``max_concepts`` concepts."""
+    return mode == "always" or (mode == "auto" and n_concepts <= max_concepts)
+
+
 def compute_similarity(
     direction_files: Sequence[str | Path],
     out_h5: str | Path,
-    out_tsv: str | Path,
+    out_neighbours: str | Path,
     settings_hash: str,
+    out_tsv: str | Path | None = None,
+    neighbours: int = 10,
 ) -> None:
-    """Cosine-similarity matrices over all concepts, per step and aggregated (HDF5 and TSV)."""
+    """Each concept's nearest neighbours by cosine, and, when ``out_tsv`` is given, the full
+    matrices per step and aggregated (HDF5 and TSV). Memory stays linear in N without them."""
     import pandas as pd
 
-    from scalex.similarity import cosine_matrix
+    from scalex.similarity import cosine_matrix, nearest_neighbours
 
-    d = read_directions(direction_files, settings_hash)
-    per_step = cosine_matrix(np.swapaxes(d["per_step"], 0, 1))  # (T, N, N)
-    aggregate = cosine_matrix(d["aggregate"])
-    with atomic_h5(
-        out_h5, SIMILARITY, {"settings_hash": settings_hash, "step_indices": d["step_indices"]}
-    ) as f:
+    full = out_tsv is not None
+    fields = ("aggregate", "per_step") if full else ("aggregate",)
+    d = read_directions(direction_files, settings_hash, fields=fields)
+    index, cosine = nearest_neighbours(d["aggregate"], neighbours)
+    attrs = {"settings_hash": settings_hash, "step_indices": d["step_indices"], "matrices": full}
+    with atomic_h5(out_h5, SIMILARITY, attrs) as f:
         write_strings(f, "ids", d["ids"])
         write_strings(f, "sets", d["sets"])
-        f.create_dataset("aggregate", data=aggregate)
-        f.create_dataset("per_step", data=per_step)
         f.create_dataset("split_half", data=d["split_half"])
-    frame = pd.DataFrame(aggregate, index=d["ids"], columns=d["ids"]).round(6)
-    frame.index.name = "concept"
-    _atomic_text(out_tsv, frame.to_csv(sep="\t"))
+        f.create_dataset("neighbours", data=index.astype(np.int32))
+        f.create_dataset("neighbour_cosines", data=cosine)
+        if full:
+            aggregate = cosine_matrix(d["aggregate"])
+            f.create_dataset("aggregate", data=aggregate)
+            f.create_dataset("per_step", data=cosine_matrix(np.swapaxes(d["per_step"], 0, 1)))
+    ids = np.asarray(d["ids"], dtype=object)
+    table = pd.DataFrame({
+        "concept": np.repeat(ids, index.shape[1]),
+        "rank": np.tile(np.arange(1, index.shape[1] + 1), len(ids)),
+        "neighbour": ids[index.ravel()] if len(ids) else [],
+        "cosine": cosine.ravel().round(6),
+    })  # fmt: skip
+    _atomic_text(out_neighbours, table.to_csv(sep="\t", index=False))
+    if full:
+        frame = pd.DataFrame(aggregate, index=d["ids"], columns=d["ids"]).round(6)
+        frame.index.name = "concept"
+        _atomic_text(out_tsv, frame.to_csv(sep="\t"))
 
 
-def read_similarity(path: str | Path, settings_hash: str | None = None) -> dict[str, Any]:
+def read_similarity(
+    path: str | Path, settings_hash: str | None = None, matrices: bool = True
+) -> dict[str, Any]:
+    """ids, sets, split-half stability and neighbours; with ``matrices`` also the aggregate and
+    per-step matrices (``None`` when the run did not write them)."""
     with open_checked(path, SIMILARITY, settings_hash) as f:
-        return {
+        out = {
             "ids": read_strings(f["ids"]),
             "sets": read_strings(f["sets"]),
-            "aggregate": f["aggregate"][()],
-            "per_step": f["per_step"][()],
             "split_half": f["split_half"][()],
             "step_indices": f.attrs["step_indices"],
+            "neighbours": f["neighbours"][()],
+            "neighbour_cosines": f["neighbour_cosines"][()],
+            "aggregate": None,
+            "per_step": None,
         }
+        if matrices and "aggregate" in f:
+            out["aggregate"] = f["aggregate"][()]
+            out["per_step"] = f["per_step"][()]
+        return out
 
 
 def compute_clusters(
@@ -434,25 +472,28 @@ def compute_clusters(
     sets: Sequence[str] | None = None,
     method: str = "average",
     k_min: int = 2,
-    k_max: int = 12,
+    k_max: int | None = None,
     remove: Sequence[Sequence[str]] = (),
     direction_files: Sequence[str | Path] = (),
     null_permutations: int = 200,
     null_alpha: float = 0.05,
     seed: int = 0,
+    max_exact: int = 2000,
+    null_sample: int = 500,
 ) -> None:
     """Cluster the concepts of ``sets`` (all when None); write labels, silhouettes and matrix.
 
     ``remove`` lists concept pairs (a, b) whose axes ``unit(d_a) - unit(d_b)`` are projected out
     of the directions first (see :func:`scalex.similarity.remove_axes`). A permutation null
     (:func:`scalex.similarity.cluster_with_null`) lets the answer be k = 1, "no structure". The
-    cosine matrix that was clustered is written to ``out_matrix`` for the figures.
+    cosine matrix of the concepts the tree was built on (all, or the sample above
+    ``max_exact``) is written to ``out_matrix`` for the figures.
     """
     import pandas as pd
 
     from scalex.similarity import cluster_with_null, cosine_matrix, remove_axes
 
-    sim = read_similarity(similarity_h5, settings_hash)
+    sim = read_similarity(similarity_h5, settings_hash, matrices=False)
     keep = [i for i, s in enumerate(sim["sets"]) if sets is None or s in sets]
     if len(keep) < 2:
         raise ValueError(
@@ -460,15 +501,19 @@ def compute_clusters(
         )
     ids = [sim["ids"][i] for i in keep]
     axis_ids = sorted({c for pair in remove for c in pair})
-    d = read_directions(direction_files, settings_hash, concepts=sorted(set(ids) | set(axis_ids)))
+    d = read_directions(
+        direction_files, settings_hash, concepts=sorted(set(ids) | set(axis_ids)),
+        fields=("aggregate",),
+    )  # fmt: skip
     vec = dict(zip(d["ids"], d["aggregate"], strict=True))
     vectors = np.stack([vec[c] for c in ids])
     if remove:
         vectors = remove_axes(vectors, np.stack([vec[a] - vec[b] for a, b in remove]))
-    matrix = cosine_matrix(vectors)
     result = cluster_with_null(
-        vectors, method, k_min, k_max, permutations=null_permutations, alpha=null_alpha, seed=seed
-    )
+        vectors, method, k_min, k_max, permutations=null_permutations, alpha=null_alpha,
+        seed=seed, max_exact=max_exact, null_sample=null_sample,
+    )  # fmt: skip
+    sample = result.sample if result.sample is not None else np.arange(len(ids))
     table = pd.DataFrame(
         {"concept": ids, "set": [sim["sets"][i] for i in keep], "cluster": result.labels}
     ).sort_values(["cluster", "concept"])
@@ -479,7 +524,11 @@ def compute_clusters(
     curve["chosen"] = curve["k"] == result.k
     curve["null_p_value"] = np.nan if result.p_value is None else result.p_value
     curve["null_permutations"] = null_permutations
+    curve["concepts"] = len(ids)
+    curve["tree_concepts"] = len(sample)
     _atomic_text(out_silhouette, curve.to_csv(sep="\t", index=False, float_format="%.6f"))
-    frame = pd.DataFrame(matrix, index=ids, columns=ids).round(6)
+    tree_ids = [ids[i] for i in sample]
+    frame = pd.DataFrame(cosine_matrix(vectors[sample]), index=tree_ids, columns=tree_ids)
+    frame = frame.round(6)
     frame.index.name = "concept"
     _atomic_text(out_matrix, frame.to_csv(sep="\t"))
