@@ -143,3 +143,33 @@ def test_same_data_gives_identical_bytes(tmp_path):
     _write(c, seed=1)
     assert a.read_bytes() == b.read_bytes()
     assert a.read_bytes() != c.read_bytes()
+
+
+def test_writes_reach_the_disk_before_the_rename(tmp_path, monkeypatch):
+    """fsync of the finished temporary file, then the rename, then the folder."""
+    import os
+
+    from scalex import store
+
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append("fsync:" + os.readlink(f"/proc/self/fd/{fd}").rsplit("/", 1)[-1])
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append("replace")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    with store.atomic_h5(tmp_path / "x.h5", "scalex.test", {}) as f:
+        f.create_dataset("a", data=[1, 2, 3])
+    assert events[0].startswith("fsync:.x.h5.tmp-") and events[1] == "replace"
+    assert events[2] == f"fsync:{tmp_path.name}"
+    events.clear()
+    store.atomic_text(tmp_path / "t.tsv", "a\tb\n")
+    assert events[0].startswith("fsync:.t.tsv.tmp-") and events[1] == "replace"
+    assert (tmp_path / "t.tsv").read_text() == "a\tb\n"
+    assert not list(tmp_path.glob(".*tmp*"))

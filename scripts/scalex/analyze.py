@@ -225,7 +225,13 @@ def read_vocabulary(path: str | Path) -> list[str]:
     if not path.is_file():
         raise ConfigError(f"analysis.discovery vocabulary file {path} does not exist")
     seen: dict[str, None] = {}
-    for line in path.read_text().splitlines():
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"analysis.discovery vocabulary file {path} is not UTF-8 text (byte {err.start})"
+        ) from err
+    for line in text.splitlines():
         term = line.strip()
         if term and not term.startswith("#"):
             seen.setdefault(term, None)

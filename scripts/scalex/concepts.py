@@ -97,13 +97,22 @@ def read_sheet(path: str | Path) -> list[dict[str, Any]]:
         # the line each list entry starts on (1-based), for messages naming file:line
         line_numbers = [item.start_mark.line + 1 for item in node.value] if data else []
     elif path.suffix in {".tsv", ".txt"}:
-        with path.open(newline="") as handle:
-            numbered = [
-                (n, ln)
-                for n, ln in enumerate(handle, start=1)
-                if ln.strip() and not ln.lstrip().startswith("#")
-            ]
-        rows = list(csv.DictReader([ln for _, ln in numbered], delimiter="\t"))
+        try:
+            # utf-8-sig drops a byte-order mark, which would otherwise rename the first column
+            text = path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"concept sheet {path} is not UTF-8 text (byte {err.start})") from err
+        numbered = [
+            (n, ln)
+            for n, ln in enumerate(text.splitlines(keepends=True), start=1)
+            if ln.strip() and not ln.lstrip().startswith("#")
+        ]
+        reader = csv.DictReader([ln for _, ln in numbered], delimiter="\t")
+        try:
+            rows = list(reader)
+        except csv.Error as err:
+            line = numbered[min(reader.line_num, len(numbered)) - 1][0] if numbered else 0
+            raise ConfigError(f"concept sheet {path}:{line}: {err}") from err
         if rows and not {"id", "set"} <= set(rows[0]):
             raise ConfigError(f"concept sheet {path}: needs the columns id, set and terms")
         # comment and blank lines are skipped, so count the file's own lines (header first)
@@ -246,6 +255,11 @@ def check_analysis_references(
         ref = spec.get("reference")
         if ref and not (Path(base) / ref["file"]).is_file():
             raise ConfigError(f"{key}.reference.file {ref['file']} does not exist")
+    for s in cfg["clustering"]["sets"] or []:
+        if s not in sets:
+            raise ConfigError(
+                f"clustering.sets: no concept has the set {s!r} (sets: {sorted(sets)})"
+            )
     for pair in cfg["clustering"]["remove_axes"]:
         for cid in pair:
             if cid not in concepts:
@@ -254,7 +268,9 @@ def check_analysis_references(
     n_seeds = len(seeds(cfg))
     for name, vocab in discovery["vocabularies"].items():
         if not (Path(base) / vocab["file"]).is_file():
-            raise ConfigError(f"analysis.discovery.vocabularies.{name}.file does not exist")
+            raise ConfigError(
+                f"analysis.discovery.vocabularies.{name}.file {vocab['file']} does not exist"
+            )
         if vocab["seeds"] > n_seeds:
             raise ConfigError(
                 f"analysis.discovery.vocabularies.{name}.seeds ({vocab['seeds']}) exceeds the "

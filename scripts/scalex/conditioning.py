@@ -27,6 +27,7 @@ import torch
 
 from scalex.concepts import check_conditioning_config  # noqa: F401  (re-exported)
 from scalex.errors import ConfigError, ExtractionError
+from scalex.store import durable_replace
 
 log = logging.getLogger("scalex")
 
@@ -420,7 +421,7 @@ def run_steering(
         direction=direction,
         prompt=np.str_(spec["prompt"]),
     )
-    tmp.replace(out_npz)
+    durable_replace(tmp, out_npz)
     return images
 
 

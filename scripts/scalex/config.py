@@ -72,8 +72,10 @@ def validate_config(cfg: dict[str, Any], base: str | Path = ".") -> dict[str, An
             "extraction.readouts has 'content', which reads steps after the first: "
             "extraction.keep_steps must keep a step above 0"
         )
-    if clus["k_max"] < clus["k_min"]:
+    if clus["k_max"] != "auto" and clus["k_max"] < clus["k_min"]:
         raise ConfigError("clustering.k_max must be at least clustering.k_min")
+    check_sampling(cfg)
+    check_results_path(cfg["results"])  # relative to the working directory, as Snakemake
     steps = cfg["sampling"]["steps"]
     for step in ext["keep_steps"] or []:
         if step >= steps:
@@ -94,6 +96,112 @@ def validate_config(cfg: dict[str, Any], base: str | Path = ".") -> dict[str, An
         # the content readout reads every sample under the baseline's first prompt
         ext["content_prompt"] = baseline_concept(cfg).prompts[0]
     return cfg
+
+
+#: seeds are stored as int64 and fed to torch.Generator.manual_seed
+MAX_SEED = 2**63 - 1
+
+
+def check_sampling(cfg: dict[str, Any]) -> None:
+    """Sampling settings that the schema alone cannot judge, before any model loads."""
+    sampling = cfg["sampling"]
+    all_seeds = seeds(cfg)
+    if all_seeds and max(all_seeds) > MAX_SEED:
+        raise ConfigError(f"sampling.seeds: seeds must be below 2**63, not {max(all_seeds)}")
+    if sampling["branch"] == "uncond" and sampling["guidance_scale"] <= 1.0:
+        raise ConfigError(
+            "sampling.branch 'uncond' needs classifier-free guidance: sampling.guidance_scale > 1"
+        )
+    device = str(sampling["device"])
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device):
+        raise ConfigError(f"sampling.device {device!r}: use auto, cpu, cuda, cuda:N or mps")
+    scheduler = sampling.get("scheduler", "auto")
+    if scheduler != "auto":
+        import diffusers
+
+        if not scheduler.endswith(("Scheduler", "SchedulerOutput")) or not hasattr(
+            diffusers, scheduler
+        ):
+            raise ConfigError(f"sampling.scheduler {scheduler!r} is not a diffusers scheduler")
+
+
+def check_device(cfg: dict[str, Any]) -> None:
+    """An explicit accelerator must exist on this machine. The workflow calls this only when its
+    jobs run here: a cluster's login node may well have no GPU for the jobs it submits."""
+    device = str(cfg["sampling"]["device"])
+    if not (device.startswith("cuda") or device == "mps"):
+        return
+    import torch  # only for an explicit accelerator: other runs never pay the import
+
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("sampling.device 'mps' is not available on this machine")
+    if device.startswith("cuda"):
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"sampling.device {device!r}: CUDA is not available here "
+                f"({torch.cuda.device_count()} devices); use auto or cpu"
+            )
+
+
+def check_results_path(results: str, base: str | Path = ".") -> None:
+    """The results folder must be a folder, or creatable: no part of it may be a file."""
+    path = Path(base) / Path(results).expanduser()
+    for part in [path, *path.parents]:
+        if part.exists():
+            if not part.is_dir():
+                raise ConfigError(f"results: {part} is a file, not a folder")
+            return
+
+
+def check_model_settings(cfg: dict[str, Any], folder: Path | None) -> None:
+    """Settings checked against a local model's config files, before the model loads: every
+    JSON file the loader reads parses, the taps exist, and the image size fits the UNet."""
+    if folder is None:  # a hub id: its files are checked when it loads
+        return
+    configs = {}
+    for name in ("model_index.json", "unet/config.json", "vae/config.json"):
+        path = folder / name
+        if not path.is_file():
+            if name == "model_index.json":
+                raise ModelError(f"model.id: {path} does not exist")
+            continue
+        try:
+            configs[name] = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ModelError(f"model.id: {path} is not valid JSON ({err})") from err
+    unet, vae = configs.get("unet/config.json"), configs.get("vae/config.json")
+    if unet is None:
+        return
+    n_down = len(unet.get("down_block_types", []))
+    n_up = len(unet.get("up_block_types", []))
+    for tap in cfg["extraction"]["taps"]:
+        head, _, rest = tap.partition(".")
+        index = rest.split(".")[0]
+        known = {"mid_block", "conv_in", "conv_out", "time_embedding", "down_blocks", "up_blocks"}
+        bad = head not in known or (
+            head in {"down_blocks", "up_blocks"}
+            and (not index.isdigit() or int(index) >= (n_down if head == "down_blocks" else n_up))
+        )
+        if bad:
+            raise ConfigError(
+                f"extraction.taps: the UNet has no block {tap!r} (it has mid_block, "
+                f"down_blocks.0-{n_down - 1}, up_blocks.0-{n_up - 1})"
+            )
+    scale = 2 ** (len(vae.get("block_out_channels", [0] * 4)) - 1) if vae else 8
+    multiple = scale * 2 ** max(0, len(unet.get("block_out_channels", [])) - 1)
+    for key in ("height", "width"):
+        value = cfg["sampling"].get(key)
+        if value is not None and value % multiple:
+            raise ConfigError(
+                f"sampling.{key} {value} must be a multiple of {multiple} for this model "
+                f"(VAE scale {scale}, {len(unet['block_out_channels'])} UNet levels)"
+            )
+    if cfg["sampling"]["branch"] == "uncond" and unet.get("time_cond_proj_dim") is not None:
+        raise ConfigError(
+            "sampling.branch 'uncond': this model has guidance distilled into an embedding "
+            "(no unconditional branch)"
+        )
 
 
 def check_model_source(model_id: str) -> Path | None:
@@ -146,7 +254,13 @@ def _default_filling_validator():
                     instance.setdefault(prop, copy.deepcopy(subschema["default"]))
         yield from validate_properties(validator, properties, instance, schema)
 
-    return validators.extend(Draft202012Validator, {"properties": set_defaults})
+    # JSON Schema counts 4.0 as an integer; Python code downstream (range, manual_seed) does not
+    strict = Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, v: isinstance(v, int) and not isinstance(v, bool)
+    )
+    return validators.extend(
+        Draft202012Validator, {"properties": set_defaults}, type_checker=strict
+    )
 
 
 def _schema_error(cfg: dict[str, Any]) -> str | None:

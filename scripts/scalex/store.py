@@ -34,7 +34,8 @@ def atomic_h5(path: str | Path, fmt: str, attrs: dict[str, Any]) -> Iterator[h5p
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with h5py.File(tmp, "w", track_order=True) as f:
+        # best-effort locking: file systems without locks (some NFS, Lustre mounts) still work
+        with h5py.File(tmp, "w", track_order=True, locking="best-effort") as f:
             f.attrs["format"] = fmt
             f.attrs["format_version"] = FORMAT_VERSION
             f.attrs["complete"] = False
@@ -43,7 +44,39 @@ def atomic_h5(path: str | Path, fmt: str, attrs: dict[str, Any]) -> Iterator[h5p
             yield f
             f.attrs["complete"] = True
             f.flush()
-        os.replace(tmp, path)
+        durable_replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def durable_replace(tmp: str | Path, path: str | Path) -> None:
+    """Rename a finished temporary file into place so that a crash (power, node failure) leaves
+    either the old file or the whole new one: the data reaches the disk before the rename, and
+    the rename before this returns."""
+    tmp, path = Path(tmp), Path(path)
+    _fsync(tmp)
+    os.replace(tmp, path)
+    with contextlib.suppress(OSError):  # some file systems refuse to fsync a directory
+        _fsync(path.parent)
+
+
+def atomic_text(path: str | Path, text: str) -> None:
+    """Write a text file through a temporary name and :func:`durable_replace`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        durable_replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -1,0 +1,135 @@
+"""``scalex``: the workflow's command line, a thin layer over ``snakemake``.
+
+    scalex run [SNAKEMAKE ARGS...]      # check the config files, then snakemake with the args
+    scalex resume [SNAKEMAKE ARGS...]   # after a kill: unlock if nobody holds the lock, go on
+
+Why a wrapper at all: Snakemake reads every ``--configfile`` itself, before the workflow's own
+checks run, and a YAML error there names no file; and after a killed run a plain rerun stops on
+Snakemake's lock, and even after ``--unlock`` may need ``--rerun-incomplete``. ``resume`` does
+both steps, but unlocks only when no Snakemake process is running in the same folder.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from scalex.errors import ConfigError
+
+USAGE = "usage: scalex {run,resume} [snakemake arguments...]"
+
+
+def config_files(args: Sequence[str]) -> list[Path]:
+    """The files given to ``--configfile``/``--configfiles`` (each takes one or more values)."""
+    files: list[Path] = []
+    taking = False
+    for arg in args:
+        if arg in ("--configfile", "--configfiles"):
+            taking = True
+            continue
+        if arg.startswith("--configfile=") or arg.startswith("--configfiles="):
+            files.append(Path(arg.split("=", 1)[1]))
+            taking = False
+            continue
+        if taking and not arg.startswith("-"):
+            files.append(Path(arg))
+            continue
+        taking = False
+    return files
+
+
+def check_config_file(path: Path) -> None:
+    """A config file must exist and hold a YAML mapping; the error names the file and line."""
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {err.start})") from err
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"config file {path}{where} is not valid YAML: {problem}") from err
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of settings at the top level")
+
+
+def workdir_of(args: Sequence[str], cwd: Path | None = None) -> Path:
+    """Snakemake's working directory: ``--directory``/``-d`` (relative to ``cwd``) or ``cwd``."""
+    cwd = Path.cwd() if cwd is None else cwd
+    for i, arg in enumerate(args):
+        if arg in ("--directory", "-d") and i + 1 < len(args):
+            return (cwd / args[i + 1]).resolve()
+        if arg.startswith("--directory="):
+            return (cwd / arg.split("=", 1)[1]).resolve()
+    return cwd.resolve()
+
+
+def running_snakemakes(workdir: Path) -> list[int]:
+    """PIDs of other Snakemake processes working in ``workdir`` (Linux ``/proc``)."""
+    pids = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        pid = int(proc.name)
+        if pid == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            cwd = (proc / "cwd").resolve()
+        except OSError:
+            continue
+        words = [w.decode(errors="replace") for w in cmdline if w]
+        if not any(w.endswith("snakemake") or w == "snakemake" for w in words):
+            continue
+        if "--unlock" in words or any("scalex" in w and "cli" in w for w in words):
+            continue
+        if workdir_of(words[1:], cwd) == workdir:
+            pids.append(pid)
+    return pids
+
+
+def snakemake(args: Sequence[str], *extra: str) -> int:
+    return subprocess.call([sys.executable, "-m", "snakemake", *args, *extra])
+
+
+def resume(args: Sequence[str]) -> int:
+    """Unlock a folder that no running Snakemake holds, then rerun incomplete jobs."""
+    workdir = workdir_of(args)
+    locks = workdir / ".snakemake" / "locks"
+    if locks.is_dir() and any(locks.iterdir()):
+        holders = running_snakemakes(workdir)
+        if holders:
+            raise ConfigError(
+                f"{workdir} is locked by running Snakemake processes {holders}; "
+                "wait for them or stop them first"
+            )
+        code = snakemake(args, "--unlock")
+        if code:
+            return code
+    return snakemake(args, "--rerun-incomplete")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in ("run", "resume"):
+        print(USAGE, file=sys.stderr)
+        return 2
+    command, rest = args[0], args[1:]
+    try:
+        for path in config_files(rest):
+            check_config_file(path)
+        if command == "resume":
+            return resume(rest)
+        return snakemake(rest)
+    except ConfigError as err:
+        print(f"scalex: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,307 @@
+"""A corpus of bad inputs: each must cost nothing.
+
+One finished run of the real workflow (tiny random SD 1.x model) is the tree at stake. Every case
+then breaks one thing (a config value, a sheet, a vocabulary, the model folder, the results path)
+and runs ``snakemake`` again, and must give:
+
+- a non-zero exit;
+- a line naming the field or file, and no Python traceback;
+- no job started (the config alone shows the error, so no model may load);
+- every existing result unchanged (the tree is hashed before and after).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT, workflow_config, write_sheet
+
+pytestmark = pytest.mark.slow
+
+ENV = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+
+
+@dataclass
+class World:
+    """The finished run a case may break: its folder, config and inputs."""
+
+    work: Path
+    config: dict
+    sheet: Path
+    vocabulary: Path
+    model: Path
+
+
+@dataclass
+class Case:
+    name: str
+    #: changes the config (a deep copy) and/or writes broken files; returns extra --configfile's
+    breaks: Callable[[World, dict], list[Path] | None]
+    #: a line of the output must contain this (the field or file)
+    names: str
+
+
+def _set(path: str, value):
+    def breaks(_world: World, cfg: dict):
+        *parents, key = path.split(".")
+        node = cfg
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[key] = value
+
+    return breaks
+
+
+def _sheet(text: str | bytes, name: str = "broken.tsv"):
+    def breaks(world: World, cfg: dict):
+        path = world.work / name
+        path.write_bytes(text if isinstance(text, bytes) else text.encode())
+        cfg["concepts"]["sheets"] = [str(path)]
+
+    return breaks
+
+
+def _vocabulary(data: bytes):
+    def breaks(world: World, cfg: dict):
+        path = world.work / "broken-vocab.txt"
+        path.write_bytes(data)
+        cfg["analysis"]["discovery"]["vocabularies"]["things"]["file"] = str(path)
+
+    return breaks
+
+
+def _extra_config(text: str):
+    def breaks(world: World, _cfg: dict):
+        path = world.work / "extra.yaml"
+        path.write_text(text)
+        return [path]
+
+    return breaks
+
+
+def _results_is_a_file(below: bool):
+    def breaks(world: World, cfg: dict):
+        path = world.work / "a-file"
+        path.write_text("not a folder\n")
+        cfg["results"] = str(path / "results") if below else str(path)
+
+    return breaks
+
+
+def _model_folder(change: Callable[[Path], None]):
+    def breaks(world: World, cfg: dict):
+        copy_ = world.work / "broken-model"
+        if copy_.exists():
+            shutil.rmtree(copy_)
+        shutil.copytree(world.model, copy_)
+        change(copy_)
+        cfg["model"]["id"] = str(copy_)
+
+    return breaks
+
+
+HEADER = "id\tset\tterms\ttemplates\n"
+GOOD_ROWS = "doctor\tprofessions\tdoctor\t\nnurse\tprofessions\tnurse\t\n"
+
+CASES = [
+    # sampling
+    Case("seed count float", _set("sampling.seeds", {"start": 0, "count": 4.0}), "sampling.seeds"),
+    Case(
+        "seed count negative", _set("sampling.seeds", {"start": 0, "count": -1}), "sampling.seeds"
+    ),
+    Case("seed too large", _set("sampling.seeds", [0, 2**63]), "sampling.seeds"),
+    Case("seed list empty", _set("sampling.seeds", []), "sampling.seeds"),
+    Case("steps zero", _set("sampling.steps", 0), "sampling.steps"),
+    Case("steps text", _set("sampling.steps", "ten"), "sampling.steps"),
+    Case("guidance negative", _set("sampling.guidance_scale", -1), "sampling.guidance_scale"),
+    Case("device without CUDA", _set("sampling.device", "cuda"), "sampling.device"),
+    Case("device unknown", _set("sampling.device", "tpu"), "sampling.device"),
+    Case("branch unknown", _set("sampling.branch", "both"), "sampling.branch"),
+    Case("uncond without CFG", _set("sampling.branch", "uncond"), "sampling.branch"),
+    Case("scheduler unknown", _set("sampling.scheduler", "NoSuchScheduler"), "sampling.scheduler"),
+    Case("dtype unknown", _set("sampling.dtype", "float8"), "sampling.dtype"),
+    Case("batch size zero", _set("sampling.batch_size", 0), "sampling.batch_size"),
+    Case("height not a multiple", _set("sampling.height", 18), "sampling.height"),
+    # extraction
+    Case("tap unknown", _set("extraction.taps", ["no_such_block"]), "extraction.taps"),
+    Case("tap index too high", _set("extraction.taps", ["down_blocks.9"]), "extraction.taps"),
+    Case("store unknown", _set("extraction.store", ["everything"]), "extraction.store"),
+    Case("readouts empty", _set("extraction.readouts", []), "extraction.readouts"),
+    Case("readout unknown", _set("extraction.readouts", ["image"]), "extraction.readouts"),
+    Case("keep step out of range", _set("extraction.keep_steps", [5]), "extraction.keep_steps"),
+    Case("buckets zero", _set("extraction.buckets", 0), "extraction.buckets"),
+    # directions
+    Case("direction tap not extracted", _set("directions.tap", "up_blocks.0"), "directions.tap"),
+    Case("direction space not stored", _set("directions.space", "full"), "directions.space"),
+    # clustering
+    Case("cluster set typo", _set("clustering.sets", ["astronauts"]), "clustering.sets"),
+    Case("k range inverted", _set("clustering.k_min", 5), "clustering.k_m"),
+    Case("linkage unknown", _set("clustering.linkage", "ward"), "clustering.linkage"),
+    Case(
+        "axis concept unknown",
+        _set("clustering.remove_axes", [["doctor", "nobody"]]),
+        "clustering.remove_axes",
+    ),  # fmt: skip
+    Case("null alpha above one", _set("clustering.null_alpha", 1.5), "clustering.null_alpha"),
+    # analysis
+    Case("bootstrap too small", _set("analysis.bootstrap", 5), "analysis.bootstrap"),
+    Case(
+        "defaults target unknown",
+        _set("analysis.defaults", {"g": {"targets": ["astronaut"], "pair": ["woman", "man"]}}),
+        "analysis.defaults",
+    ),  # fmt: skip
+    Case(
+        "defaults pair of one",
+        _set("analysis.defaults", {"g": {"targets": ["doctor"], "pair": ["woman"]}}),
+        "analysis.defaults",
+    ),  # fmt: skip
+    Case(
+        "reference file missing",
+        _set(
+            "analysis.defaults",
+            {
+                "g": {
+                    "targets": ["professions"],
+                    "pair": ["woman", "doctor"],
+                    "reference": {"file": "nowhere.tsv", "key": "a", "column": "b"},
+                }
+            },
+        ),
+        "nowhere.tsv",
+    ),  # fmt: skip
+    Case(
+        "vocabulary missing",
+        _set("analysis.discovery.vocabularies", {"things": {"file": "no-vocab.txt"}}),
+        "no-vocab.txt",
+    ),  # fmt: skip
+    Case("vocabulary not UTF-8", _vocabulary(b"cat\n\xff\xfedog\n"), "broken-vocab.txt"),
+    Case("vocabulary empty", _vocabulary(b"\n\n"), "broken-vocab.txt"),
+    # concept sheets
+    Case("sheet missing", _set("concepts.sheets", ["no-such-sheet.tsv"]), "no-such-sheet.tsv"),
+    Case(
+        "sheet with BOM",
+        _sheet(b"\xef\xbb\xbf" + (HEADER + GOOD_ROWS).encode() + b"x\ty\n"),
+        "broken.tsv",
+    ),  # fmt: skip
+    Case("sheet without terms column", _sheet("id\tset\ndoctor\tprofessions\n"), "broken.tsv"),
+    Case("sheet duplicate id", _sheet(HEADER + GOOD_ROWS + "doctor\tx\tdoc\t\n"), "broken.tsv"),
+    Case(
+        "sheet huge field",
+        _sheet(HEADER + GOOD_ROWS + "big\tx\t" + "a" * 200_000 + "\t\n"),
+        "broken.tsv",
+    ),  # fmt: skip
+    Case("sheet not UTF-8", _sheet(HEADER.encode() + b"caf\xe9\tx\tcafe\t\n"), "broken.tsv"),
+    Case("sheet bad id", _sheet(HEADER + "Doctor Who\tx\tdoctor\t\n"), "broken.tsv"),
+    Case("sheet unknown template", _sheet(HEADER + "doctor\tx\tdoctor\tnope\n"), "broken.tsv"),
+    Case(
+        "template without term",
+        _set("concepts.templates", {"default": ["a photo"]}),
+        "concepts.templates",
+    ),  # fmt: skip
+    Case(
+        "baseline template unknown",
+        _set("concepts.baseline.templates", "nope"),
+        "concepts.baseline",
+    ),  # fmt: skip
+    # model
+    Case("model folder missing", _set("model.id", "/no/such/model"), "/no/such/model"),
+    Case("model family unknown", _set("model.family", "sd9"), "model.family"),
+    Case(
+        "model index missing",
+        _model_folder(lambda m: (m / "model_index.json").unlink()),
+        "model_index.json",
+    ),  # fmt: skip
+    Case(
+        "unet config broken",
+        _model_folder(lambda m: (m / "unet" / "config.json").write_text("{")),
+        "config.json",
+    ),  # fmt: skip
+    # results path and config files
+    Case("results path is a file", _results_is_a_file(below=False), "a-file"),
+    Case("results path below a file", _results_is_a_file(below=True), "a-file"),
+    Case("YAML syntax error", _extra_config("sampling: {steps: [\n"), "extra.yaml"),
+    Case("config not a mapping", _extra_config("- just\n- a list\n"), "extra.yaml"),
+    Case("unknown top-level key", _set("samplng", {"steps": 3}), "samplng"),
+    Case("unknown nested key", _set("sampling.stepz", 3), "stepz"),
+]
+
+
+def tree_digest(root: Path) -> str:
+    """Names and contents of every file under ``root``."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def snakemake(
+    world: World, configs: list[Path], *args: str, cli: bool = False
+) -> subprocess.CompletedProcess:
+    entry = ["-m", "scalex.cli", "run"] if cli else ["-m", "snakemake"]
+    cmd = [sys.executable, *entry, "--cores", "1", "--directory", str(world.work),
+           "--snakefile", str(ROOT / "Snakefile"), *args, "--configfile",
+           *map(str, configs)]  # fmt: skip
+    return subprocess.run(cmd, cwd=world.work, env=ENV, capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def world(tiny_models, tmp_path_factory) -> World:
+    work = tmp_path_factory.mktemp("bad-inputs")
+    sheet = write_sheet(work / "concepts.tsv")
+    vocabulary = work / "vocab.txt"
+    vocabulary.write_text("cat\ndog\n")
+    cfg = workflow_config(
+        tiny_models["sd1"],
+        sheet.resolve(),
+        extraction={"readouts": ["prompt"]},
+        analysis={"bootstrap": 20, "descriptors": {"enabled": False},
+                  "discovery": {"vocabularies": {"things": {"file": str(vocabulary),
+                                                            "seeds": 1}},
+                                "queries": {"doc": {"positive": ["doctor"]}}}},
+    )  # fmt: skip
+    w = World(work, cfg, sheet, vocabulary, Path(tiny_models["sd1"]))
+    path = work / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    proc = snakemake(w, [path])
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return w
+
+
+#: Snakemake parses every --configfile itself, before the workflow's code runs, and its message
+#: names no file: these cases go through ``scalex run``, which checks the files first.
+THROUGH_CLI = {"YAML syntax error", "config not a mapping"}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input_costs_nothing(world, case):
+    results = world.work / "results"
+    before = tree_digest(results)
+    cfg = copy.deepcopy(world.config)
+    extra = case.breaks(world, cfg) or []
+    path = world.work / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    proc = snakemake(world, [path, *extra], cli=case.name in THROUGH_CLI)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, f"accepted:\n{output[-3000:]}"
+    assert "Traceback (most recent call last)" not in output, output[-3000:]
+    naming = [line for line in output.splitlines() if case.names in line]
+    assert naming, f"no line names {case.names!r}:\n{output[-3000:]}"
+    assert not re.search(r"^rule \w+:|^localrule \w+:", output, re.M), "a job started"
+    assert tree_digest(results) == before, "an existing result changed"
+
+
+def test_corpus_is_large_enough():
+    assert len(CASES) >= 40
