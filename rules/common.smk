@@ -1,4 +1,5 @@
 # Helpers shared by all rules: the validated config, the concept table and the paths.
+import os
 import sys
 from pathlib import Path
 
@@ -25,6 +26,21 @@ from scalex.config import (
     settings_hash,
     validate_config,
 )
+
+#: Site settings that profiles/slurm and profiles/slurm-cpu read from the environment.
+SLURM_DEFAULTS = {
+    "SCALEX_SLURM_ACCOUNT": "",
+    "SCALEX_SLURM_CPU_PARTITION": "cpu",
+    "SCALEX_SLURM_GPU_PARTITION": "gpu",
+    "SCALEX_SLURM_CPU_MEM_MB": "8000",
+    "SCALEX_SLURM_GPU_MEM_MB": "32000",
+    "SCALEX_SLURM_CPU_RUNTIME": "30",
+    "SCALEX_SLURM_GPU_RUNTIME": "240",
+    "SCALEX_SLURM_CPU_CPUS": "2",
+    "SCALEX_SLURM_GPU_CPUS": "8",
+}
+for name, value in SLURM_DEFAULTS.items():
+    os.environ.setdefault(name, value)
 
 config.update(validate_config(config, base=workflow.basedir))
 check_model_settings(config, check_model_source(config["model"]["id"]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import re
 
 import pytest
@@ -212,3 +213,29 @@ def test_load_config_resolves_sheets_from_workflow_root(tmp_path):
         yaml.safe_dump({"model": {"id": "m"}, "concepts": {"sheets": ["config/concepts/c.tsv"]}})
     )
     assert load_config(path)["concepts"]["sheets"] == ["config/concepts/c.tsv"]
+
+
+def test_concurrent_gpu_jobs_claim_distinct_gpus(tmp_path, monkeypatch):
+    """Snakemake never says which GPU a job gets: each job locks one and keeps to it."""
+    from scalex import rulekit
+    from scalex.errors import ExtractionError
+
+    monkeypatch.setattr(rulekit, "_HELD_GPUS", [])
+    claimed = []
+    for _ in range(2):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+        claimed.append(rulekit.claim_gpu(tmp_path))
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == claimed[-1]
+    assert claimed == ["0", "1"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    with pytest.raises(ExtractionError, match="all 2 GPUs are held"):
+        rulekit.claim_gpu(tmp_path)
+    for fd in rulekit._HELD_GPUS:
+        os.close(fd)  # released: the next job may take GPU 0 again
+    rulekit._HELD_GPUS.clear()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    assert rulekit.claim_gpu(tmp_path) == "0"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    assert rulekit.claim_gpu(tmp_path) is None  # one GPU: nothing to choose
+    for fd in rulekit._HELD_GPUS:
+        os.close(fd)

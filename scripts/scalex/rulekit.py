@@ -6,14 +6,17 @@ so ``snakemake`` shows the cause without a page of traceback.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from scalex.errors import ScalexError
+from scalex.errors import ExtractionError, ScalexError
 
 #: Errors whose message already says what is wrong and where.
 EXPECTED = (ScalexError, KeyError, ValueError)
@@ -32,6 +35,10 @@ def run_rule(smk: Any, work: Callable[[], Any]) -> Any:
         handler.setFormatter(fmt)
         log.addHandler(handler)
     _quiet_libraries()
+    if int(getattr(smk, "resources", {}).get("gpu", 0) or 0) > 0:
+        gpu = claim_gpu()
+        if gpu is not None:
+            log.info("running on GPU %s (CUDA_VISIBLE_DEVICES)", gpu)
     if getattr(smk, "threads", None):
         # Importing torch here would cost every light rule (directions, similarity, ...) seconds;
         # the thread count reaches torch through the environment when the work imports it, and
@@ -50,6 +57,47 @@ def run_rule(smk: Any, work: Callable[[], Any]) -> Any:
         raise SystemExit(1) from None
     log.info("%s done in %.2f s", smk.rule, time.perf_counter() - start)
     return result
+
+
+#: lock files of the GPUs this process holds (kept open for its lifetime)
+_HELD_GPUS: list[int] = []
+
+
+def _visible_gpus() -> list[str]:
+    """GPU ids this job may use: CUDA_VISIBLE_DEVICES, else every GPU the driver lists."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [g.strip() for g in visible.split(",") if g.strip()]
+    driver = Path("/proc/driver/nvidia/gpus")
+    return [str(i) for i in range(len(list(driver.iterdir())))] if driver.is_dir() else []
+
+
+def claim_gpu(lock_dir: str | Path | None = None) -> str | None:
+    """Give this job a GPU that no other scalex job on the machine holds.
+
+    Snakemake counts GPUs (``--resources gpu=N``) but never says which one a job should use, so
+    N concurrent jobs would all land on the first. Each GPU job takes an exclusive lock on one
+    GPU's lock file and narrows ``CUDA_VISIBLE_DEVICES`` to it, before CUDA starts. With one
+    visible GPU (a workstation, or a SLURM job given its own) nothing changes.
+    """
+    gpus = _visible_gpus()
+    if len(gpus) <= 1:
+        return None
+    folder = Path(lock_dir or tempfile.gettempdir())
+    for gpu in gpus:
+        fd = os.open(folder / f"scalex-gpu-{gpu}.lock", os.O_CREAT | os.O_RDWR, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        _HELD_GPUS.append(fd)
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+        return gpu
+    raise ExtractionError(
+        f"all {len(gpus)} GPUs are held by other scalex jobs; run with --resources gpu="
+        f"{len(gpus)} at most"
+    )
 
 
 def configure_torch() -> None:
