@@ -305,3 +305,59 @@ def test_full_similarity_rule():
     assert full_similarity(2000) and not full_similarity(2001)
     assert full_similarity(10**6, "always") and not full_similarity(3, "never")
     assert full_similarity(50, "auto", max_concepts=50) and not full_similarity(51, "auto", 50)
+
+
+def test_a_complete_file_missing_a_concept_is_refused(pipeline, tmp_path):
+    """A shard or directions file marked complete that lacks a declared concept (deleted by
+    hand, a broken copy) stops the step instead of dropping the concept silently."""
+    import shutil
+
+    h = pipeline["hash"]
+    shard = tmp_path / "b0000.h5"
+    shutil.copy(pipeline["shard"], shard)
+    with h5py.File(shard, "a") as f:
+        declared = sorted(str(c) for c in f.attrs["concepts"])
+        assert declared == sorted(f["concepts"].keys())
+        del f["concepts/nurse"]
+    with pytest.raises(StoreError, match=r"b0000.h5: .*missing \['nurse'\]"):
+        compute_directions(shard, pipeline["baseline"], tmp_path / "d.h5", h)
+
+    dirs = tmp_path / "directions.h5"
+    compute_directions(pipeline["shard"], pipeline["baseline"], dirs, h)
+    with h5py.File(dirs, "a") as f:
+        del f["concepts/doctor"]
+    with pytest.raises(StoreError, match=r"directions.h5: .*missing \['doctor'\]"):
+        read_directions([dirs], h)
+
+
+def test_non_finite_directions_are_refused(pipeline, tmp_path):
+    h = pipeline["hash"]
+    dirs = tmp_path / "directions.h5"
+    compute_directions(pipeline["shard"], pipeline["baseline"], dirs, h)
+    with h5py.File(dirs, "a") as f:
+        f["concepts/doctor/aggregate"][0] = np.nan
+    with pytest.raises(StoreError, match="concepts/doctor/aggregate holds NaN"):
+        read_directions([dirs], h)
+
+
+def test_a_damaged_similarity_file_gives_an_error_naming_it(pipeline, tmp_path):
+    h = pipeline["hash"]
+    dirs = tmp_path / "directions.h5"
+    compute_directions(pipeline["shard"], pipeline["baseline"], dirs, h)
+    sim = tmp_path / "similarity.h5"
+    compute_similarity([dirs], sim, tmp_path / "n.tsv", h, out_tsv=tmp_path / "s.tsv")
+    good = sim.read_bytes()
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        data = bytearray(good)
+        step = max(1, len(data) // (5 + 10 * seed))  # from a few hits to damage all over
+        for start in range(int(rng.integers(0, step)), len(data), step):
+            data[start : start + 8] = rng.bytes(len(data[start : start + 8]))
+        sim.write_bytes(bytes(data))
+        try:
+            read_similarity(sim, h)  # damage in raw data alone cannot be seen without checksums
+        except StoreError as err:
+            assert "similarity.h5" in str(err)
+    sim.write_bytes(bytes(b ^ 0xFF for b in good[:4096]) + good[4096:])  # the superblock
+    with pytest.raises(StoreError, match="similarity.h5"):
+        read_similarity(sim, h)

@@ -20,12 +20,14 @@ from scalex import __version__
 from scalex.concepts import Concept
 from scalex.config import canonical_json
 from scalex.directions import concept_direction, paired_differences
+from scalex.errors import StoreError
 from scalex.store import (
     ACTIVATIONS,
     atomic_h5,
     atomic_text,
     open_checked,
     read_activations,
+    read_dataset,
     read_strings,
     readout_steps,
     shard_concepts,
@@ -217,6 +219,7 @@ def extract_shard(
         "taps": list(sampling.taps),
         "store": list(sampling.store),
         "versions": package_versions(),
+        "concepts": [rec["id"] for rec in records],
     }
     t2 = time.perf_counter()
     with atomic_h5(out, ACTIVATIONS, header) as f:
@@ -259,8 +262,6 @@ def extract_shard(
 def check_same_noise(f, base_noise: str | None, baseline: str | Path) -> None:
     """Refuse to pair a shard with a baseline whose seeds drew noise elsewhere (cpu vs cuda):
     the same seed would then be different noise and the pairing would cancel nothing."""
-    from scalex.errors import StoreError
-
     noise = f.attrs.get("noise_source")
     if noise != base_noise:
         raise StoreError(
@@ -329,6 +330,7 @@ def compute_directions(
         "step_indices": any_rec["step_indices"],
         "timesteps": any_rec["timesteps"],
         "seeds": any_rec["seeds"],
+        "concepts": list(records),
     }
     with atomic_h5(out, DIRECTIONS, attrs) as f:
         for cid, rec in records.items():
@@ -367,14 +369,19 @@ def read_directions(
     for path in files:
         with open_checked(path, DIRECTIONS, settings_hash) as f:
             steps = f.attrs["step_indices"]
-            for cid, g in f["concepts"].items():
+            for cid in shard_concepts(f):
                 if wanted is not None and cid not in wanted:
                     continue
+                g = f[f"concepts/{cid}"]
+                split_half = float(g.attrs["split_half"])
                 rows[cid] = {
                     "set": str(g.attrs["set"]),
-                    "split_half": float(g.attrs["split_half"]),
-                    **{name: g[name][()] for name in fields},
+                    "split_half": split_half,
+                    **{name: read_dataset(f, f"concepts/{cid}/{name}") for name in fields},
                 }
+                for name in fields:
+                    if not np.isfinite(rows[cid][name]).all():
+                        raise StoreError(f"{path}: concepts/{cid}/{name} holds NaN or infinity")
     if wanted is not None:
         missing = sorted(wanted - set(rows))
         if missing:
@@ -448,19 +455,23 @@ def read_similarity(
     per-step matrices (``None`` when the run did not write them)."""
     with open_checked(path, SIMILARITY, settings_hash) as f:
         out = {
-            "ids": read_strings(f["ids"]),
-            "sets": read_strings(f["sets"]),
-            "split_half": f["split_half"][()],
+            "ids": [_text(v) for v in read_dataset(f, "ids")],
+            "sets": [_text(v) for v in read_dataset(f, "sets")],
+            "split_half": read_dataset(f, "split_half"),
             "step_indices": f.attrs["step_indices"],
-            "neighbours": f["neighbours"][()],
-            "neighbour_cosines": f["neighbour_cosines"][()],
+            "neighbours": read_dataset(f, "neighbours"),
+            "neighbour_cosines": read_dataset(f, "neighbour_cosines"),
             "aggregate": None,
             "per_step": None,
         }
         if matrices and "aggregate" in f:
-            out["aggregate"] = f["aggregate"][()]
-            out["per_step"] = f["per_step"][()]
+            out["aggregate"] = read_dataset(f, "aggregate")
+            out["per_step"] = read_dataset(f, "per_step")
         return out
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def compute_clusters(

@@ -104,6 +104,17 @@ def open_checked(path: str | Path, fmt: str, settings_hash: str | None = None) -
         f = h5py.File(path, "r", locking="best-effort")
     except OSError as err:
         raise StoreError(f"{path}: not a readable HDF5 file ({err})") from err
+    try:
+        problem = _header_problem(f, fmt, settings_hash)
+    except (OSError, RuntimeError, KeyError, ValueError) as err:
+        problem = f"has a damaged header ({err})"
+    if problem:
+        f.close()
+        raise StoreError(f"{path}: {problem}")
+    return f
+
+
+def _header_problem(f: h5py.File, fmt: str, settings_hash: str | None) -> str | None:
     problem = None
     if f.attrs.get("format") != fmt:
         problem = f"is a {f.attrs.get('format')!r} file, expected {fmt!r}"
@@ -116,10 +127,7 @@ def open_checked(path: str | Path, fmt: str, settings_hash: str | None = None) -
             f"comes from settings {f.attrs.get('settings_hash')!r}, expected {settings_hash!r} "
             "(another model or extraction settings)"
         )
-    if problem:
-        f.close()
-        raise StoreError(f"{path}: {problem}")
-    return f
+    return problem
 
 
 def write_strings(group: h5py.Group, name: str, values: Sequence[str]) -> None:
@@ -208,11 +216,34 @@ def read_activations(
             f"{f.filename}: no {kind!r} activations of {concept_id!r} at tap {tap!r} in the "
             f"{readout!r} readout"
         )
-    arr = f[key][()].astype(np.float32)
+    arr = read_dataset(f, key).astype(np.float32)
     if not np.isfinite(arr).all():
         raise StoreError(f"{f.filename}: {key} holds NaN or infinite values")
     return arr
 
 
 def shard_concepts(f: h5py.File) -> list[str]:
-    return list(f["concepts"].keys()) if "concepts" in f else []
+    """The concepts of a shard or directions file, checked against the list its writer declared
+    (root attribute ``concepts``): a file marked complete that lacks one is refused, so a concept
+    cannot silently vanish from the analyses."""
+    present = list(f["concepts"].keys()) if "concepts" in f else []
+    if "concepts" in f.attrs:
+        declared = [v.decode() if isinstance(v, bytes) else str(v) for v in f.attrs["concepts"]]
+        missing = sorted(set(declared) - set(present))
+        extra = sorted(set(present) - set(declared))
+        if missing or extra:
+            raise StoreError(
+                f"{f.filename}: holds concepts {sorted(present)} but declares {sorted(declared)}"
+                f" (missing {missing}, unexpected {extra}); delete it to have it rebuilt"
+            )
+    return present
+
+
+def read_dataset(f: h5py.File, key: str) -> np.ndarray:
+    """A whole dataset; a damaged file gives an error naming it instead of a traceback."""
+    try:
+        return f[key][()]
+    except (OSError, KeyError, RuntimeError) as err:
+        raise StoreError(
+            f"{f.filename}: cannot read {key} ({err}); delete it to have it rebuilt"
+        ) from err
