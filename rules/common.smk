@@ -15,6 +15,7 @@ from scalex.concepts import (
     load_concepts,
 )
 from scalex.jobs import full_similarity, prompt_record
+from scalex.store import audit_tree
 from scalex.config import (
     canonical_json,
     check_device,
@@ -49,6 +50,8 @@ if workflow.local_exec and not workflow.remote_exec:
 
 TREE = results_tree(config)
 HASH = settings_hash(config)
+if not workflow.remote_exec:
+    audit_tree(TREE, HASH)  # a damaged or foreign file stops the run before any job starts
 SETTINGS = extraction_settings(config)
 SEEDS = seeds(config)
 CONCEPTS = load_concepts(config, base=workflow.basedir)

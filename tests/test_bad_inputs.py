@@ -41,6 +41,8 @@ class World:
     sheet: Path
     vocabulary: Path
     model: Path
+    #: a copy of the finished results, to restore after a case that damages the tree
+    pristine: Path | None = None
 
 
 @dataclass
@@ -97,6 +99,46 @@ def _results_is_a_file(below: bool):
         cfg["results"] = str(path / "results") if below else str(path)
 
     return breaks
+
+
+def _tree_file(change: Callable[[Path], None]):
+    """Damage the finished tree itself (restored after the case)."""
+
+    def breaks(world: World, _cfg: dict):
+        tree = next((world.work / "results").iterdir())
+        change(tree)
+
+    breaks.touches_tree = True
+    return breaks
+
+
+def _drop_a_concept(tree: Path) -> None:
+    import h5py
+
+    for shard in sorted((tree / "activations").glob("b*.h5")):
+        with h5py.File(shard, "a") as f:
+            if len(f["concepts"]) > 0:
+                del f[f"concepts/{next(iter(f['concepts']))}"]
+                return
+
+
+def _damage_header(tree: Path) -> None:
+    path = tree / "prompt" / "similarity" / "similarity.h5"
+    data = path.read_bytes()
+    path.write_bytes(bytes(b ^ 0xFF for b in data[:4096]) + data[4096:])
+
+
+def _foreign_file(complete: bool):
+    def change(tree: Path) -> None:
+        import h5py
+
+        with h5py.File(tree / "prompt" / "directions" / "b0099.h5", "w") as f:
+            f.attrs["format"] = "scalex.directions"
+            f.attrs["format_version"] = 2
+            f.attrs["complete"] = complete
+            f.attrs["settings_hash"] = "deadbeef"
+
+    return change
 
 
 def _model_folder(change: Callable[[Path], None]):
@@ -234,6 +276,11 @@ CASES = [
     Case("config not a mapping", _extra_config("- just\n- a list\n"), "extra.yaml"),
     Case("unknown top-level key", _set("samplng", {"steps": 3}), "samplng"),
     Case("unknown nested key", _set("sampling.stepz", 3), "stepz"),
+    # the finished tree itself
+    Case("shard lacks a concept", _tree_file(_drop_a_concept), "activations/b"),
+    Case("damaged similarity file", _tree_file(_damage_header), "similarity.h5"),
+    Case("file from other settings", _tree_file(_foreign_file(True)), "b0099.h5"),
+    Case("incomplete file in tree", _tree_file(_foreign_file(False)), "b0099.h5"),
 ]
 
 
@@ -277,6 +324,8 @@ def world(tiny_models, tmp_path_factory) -> World:
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     proc = snakemake(w, [path])
     assert proc.returncode == 0, proc.stderr[-4000:]
+    w.pristine = work / "pristine-results"
+    shutil.copytree(work / "results", w.pristine)
     return w
 
 
@@ -288,9 +337,9 @@ THROUGH_CLI = {"YAML syntax error", "config not a mapping"}
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_bad_input_costs_nothing(world, case):
     results = world.work / "results"
-    before = tree_digest(results)
     cfg = copy.deepcopy(world.config)
     extra = case.breaks(world, cfg) or []
+    before = tree_digest(results)  # after the case broke it, when it breaks the tree itself
     path = world.work / "bad.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     proc = snakemake(world, [path, *extra], cli=case.name in THROUGH_CLI)
@@ -300,7 +349,12 @@ def test_bad_input_costs_nothing(world, case):
     naming = [line for line in output.splitlines() if case.names in line]
     assert naming, f"no line names {case.names!r}:\n{output[-3000:]}"
     assert not re.search(r"^rule \w+:|^localrule \w+:", output, re.M), "a job started"
-    assert tree_digest(results) == before, "an existing result changed"
+    try:
+        assert tree_digest(results) == before, "an existing result changed"
+    finally:
+        if getattr(case.breaks, "touches_tree", False):
+            shutil.rmtree(results)
+            shutil.copytree(world.pristine, results)
 
 
 def test_corpus_is_large_enough():

@@ -247,3 +247,31 @@ def read_dataset(f: h5py.File, key: str) -> np.ndarray:
         raise StoreError(
             f"{f.filename}: cannot read {key} ({err}); delete it to have it rebuilt"
         ) from err
+
+
+def audit_tree(tree: str | Path, settings_hash: str) -> int:
+    """Check every finished HDF5 file of a results tree before the workflow plans anything.
+
+    Each must open, carry a known format, be complete, come from this tree's settings, and hold
+    the concepts it declares. Run when Snakemake parses the workflow, so that a damaged or
+    foreign file stops the run with its name before any job starts or any output is deleted.
+    Reads headers and group names only (no data). Returns the number of files checked.
+    """
+    root = Path(tree)
+    checked = 0
+    if not root.is_dir():
+        return 0
+    for path in sorted(root.rglob("*.h5")):
+        if path.name.startswith("."):  # a writer's temporary file
+            continue
+        try:
+            with h5py.File(path, "r", locking="best-effort") as f:
+                fmt = str(f.attrs.get("format", ""))
+        except OSError as err:
+            raise StoreError(f"{path}: not a readable HDF5 file ({err}); delete it") from err
+        if not fmt.startswith("scalex."):
+            raise StoreError(f"{path}: not a scalex file (format {fmt!r}); move it out of the tree")
+        with open_checked(path, fmt, settings_hash) as f:
+            shard_concepts(f)
+        checked += 1
+    return checked
