@@ -50,8 +50,9 @@ if workflow.local_exec and not workflow.remote_exec:
 
 TREE = results_tree(config)
 HASH = settings_hash(config)
+# A damaged or foreign file in the tree stops the run before any job starts.
 if not workflow.remote_exec:
-    audit_tree(TREE, HASH)  # a damaged or foreign file stops the run before any job starts
+    audit_tree(TREE, HASH)
 SETTINGS = extraction_settings(config)
 SEEDS = seeds(config)
 CONCEPTS = load_concepts(config, base=workflow.basedir)
