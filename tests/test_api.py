@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import yaml
@@ -16,6 +18,7 @@ from scalex.jobs import (
     compute_similarity,
     extract_shard,
     prompt_record,
+    read_directions,
     write_prompts,
 )
 from scalex.store import StoreError
@@ -53,7 +56,10 @@ def tree(tmp_path_factory, tiny_models):
     r = out / "prompt"  # the readout this fixture writes
     dirs = r / "directions" / "b0000.h5"
     compute_directions(shard, base, dirs, h, readout="prompt")
-    compute_similarity([dirs], r / "similarity" / "similarity.h5", r / "sim.tsv", h)
+    compute_similarity(
+        [dirs], r / "similarity" / "similarity.h5", r / "similarity" / "neighbours.tsv", h,
+        out_tsv=r / "similarity" / "similarity.tsv",
+    )  # fmt: skip
     compute_clusters(
         r / "similarity" / "similarity.h5",
         r / "clusters" / "raw" / "clusters.tsv",
@@ -120,3 +126,29 @@ def test_missing_things_are_named(tree):
         res.activations("engineer")
     with pytest.raises(StoreError, match="no such results tree"):
         Results(tree["root"] / "nowhere")
+
+
+def test_a_leftover_file_of_an_earlier_layout_is_not_read(tree, tiny_models):
+    """An earlier bucket layout can leave a direction file (with a concept since removed) in
+    the folder; the API lists what the similarity step read, so the concept does not return."""
+    res = Results(tree["out"])
+    before = res.directions()
+    leftover = tree["out"] / "prompt" / "directions" / "b0009.h5"
+    try:
+        ghost_shard = tree["out"] / "activations" / "b0009.h5"
+        cfg = validate_config(yaml.safe_load((tree["root"] / "config" / "config.yaml").read_text()))
+        ghost = load_concepts(cfg)["doctor"]
+        ghost = dataclasses.replace(ghost, id="ghost")
+        path = tree["out"] / "prompts" / "ghost.json"
+        write_prompts(prompt_record(ghost, seeds(cfg)), path)
+        extract_shard([path], ghost_shard, extraction_settings(cfg), tree["hash"], RUNTIME)
+        compute_directions(ghost_shard, tree["out"] / "activations" / "baseline.h5", leftover,
+                           tree["hash"], readout="prompt")  # fmt: skip
+        assert "ghost" in read_directions([leftover], tree["hash"])["ids"]
+        after = res.directions()
+        assert "ghost" not in after.index
+        assert list(after.index) == list(before.index)
+        assert ghost_shard not in res.shards()
+    finally:
+        leftover.unlink(missing_ok=True)
+        (tree["out"] / "activations" / "b0009.h5").unlink(missing_ok=True)

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from scalex.errors import StoreError
+from scalex.jobs import SIMILARITY
 from scalex.store import (
     ACTIVATIONS,
     attr_json,
@@ -96,7 +97,7 @@ class Results:
             matrix = sim["aggregate"] if step is None else sim["per_step"][step]
             return pd.DataFrame(matrix, index=sim["ids"], columns=sim["ids"])
         # a large run stored neighbours only: compute the matrix from the directions
-        files = sorted((self._r(readout) / "directions").glob("b*.h5"))
+        files = self.direction_files(readout)
         field = "aggregate" if step is None else "per_step"
         d = read_directions(files, self.settings_hash, fields=(field,))
         vectors = d["aggregate"] if step is None else d["per_step"][:, step]
@@ -110,16 +111,28 @@ class Results:
         """Aggregate unit directions, one row per concept, with set and split-half stability."""
         from scalex.jobs import read_directions
 
-        files = sorted((self._r(readout) / "directions").glob("b*.h5"))
-        d = read_directions(files, self.settings_hash)
+        d = read_directions(self.direction_files(readout), self.settings_hash)
         frame = pd.DataFrame(d["aggregate"], index=d["ids"])
         frame.insert(0, "split_half", d["split_half"])
         frame.insert(0, "set", d["sets"])
         return frame
 
+    def direction_files(self, readout: str | None = None) -> list[Path]:
+        """The direction files of the finished run, from the manifest that the similarity step
+        writes: a file left in the folder by an earlier bucket layout (whose concepts may since
+        have been removed) is not listed."""
+        path = self._r(readout) / "similarity" / "similarity.h5"
+        with open_checked(path, SIMILARITY, self.settings_hash) as f:
+            names = [str(n) for n in f.attrs["direction_files"]]
+        return [self._r(readout) / "directions" / name for name in names]
+
     # -- activations ----------------------------------------------------------------------------
     def shards(self) -> list[Path]:
-        return sorted((self.tree / "activations").glob("*.h5"))
+        """The activation shards of the finished run (the manifest's buckets and the baseline)."""
+        from scalex.concepts import BASELINE_ID
+
+        names = [p.name for p in self.direction_files()] + [f"{BASELINE_ID}.h5"]
+        return [self.tree / "activations" / name for name in names]
 
     def settings(self) -> dict[str, Any]:
         """The extraction settings recorded in the shards."""

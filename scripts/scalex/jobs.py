@@ -423,7 +423,14 @@ def compute_similarity(
     fields = ("aggregate", "per_step") if full else ("aggregate",)
     d = read_directions(direction_files, settings_hash, fields=fields)
     index, cosine = nearest_neighbours(d["aggregate"], neighbours)
-    attrs = {"settings_hash": settings_hash, "step_indices": d["step_indices"], "matrices": full}
+    attrs = {
+        "settings_hash": settings_hash,
+        "step_indices": d["step_indices"],
+        "matrices": full,
+        # the manifest: the direction files (= buckets) of this run; older layouts' leftovers
+        # in the same folder are not part of it
+        "direction_files": [Path(p).name for p in direction_files],
+    }
     with atomic_h5(out_h5, SIMILARITY, attrs) as f:
         write_strings(f, "ids", d["ids"])
         write_strings(f, "sets", d["sets"])
