@@ -17,6 +17,7 @@ rule similarity:
     params:
         settings_hash=HASH,
         neighbours=config["similarity"]["neighbours"],
+        full_matrices=FULL_SIMILARITY,
     script:
         "../scripts/compute_similarity.py"
 

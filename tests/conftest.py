@@ -157,3 +157,16 @@ def make_workflow_config():
         return path, sheet
 
     return make
+
+
+def result_digests(root: Path) -> dict[str, str]:
+    """sha256 of every result file under ``root``; logs and benchmark timings excluded, since
+    they differ between two runs of the same work."""
+    import hashlib
+
+    out = {}
+    for path in sorted(Path(root).rglob("*")):
+        rel = path.relative_to(root)
+        if path.is_file() and not {"logs", "benchmarks"} & set(rel.parts):
+            out[str(rel)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out

@@ -7,7 +7,6 @@ must equal, byte for byte, the files of a run that was never interrupted.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import signal
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, workflow_config, write_sheet
+from conftest import ROOT, result_digests, workflow_config, write_sheet
 
 pytestmark = pytest.mark.slow
 
@@ -29,16 +28,6 @@ TRIALS = 10
 def command(work: Path, entry: list[str], *extra: str) -> list[str]:
     return [sys.executable, *entry, "--cores", "1", "--directory", str(work), "--snakefile",
             str(ROOT / "Snakefile"), *extra, "--configfile", str(work / "config.yaml")]  # fmt: skip
-
-
-def results_digest(work: Path) -> dict[str, str]:
-    """sha256 of every result file (logs and benchmark timings excluded)."""
-    out = {}
-    for path in sorted((work / "results").rglob("*")):
-        rel = path.relative_to(work / "results")
-        if path.is_file() and not {"logs", "benchmarks"} & set(rel.parts):
-            out[str(rel)] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return out
 
 
 def prepare(work: Path, model: Path) -> None:
@@ -70,7 +59,7 @@ def test_resume_after_sigkill_is_byte_identical(tiny_models, tmp_path):
     _, err = proc.communicate(timeout=900)
     assert proc.returncode == 0, err[-3000:]
     window = time.monotonic() - start - first_extract
-    want = results_digest(reference)
+    want = result_digests(reference / "results")
     assert any(name.endswith(".h5") for name in want)
 
     rng = random.Random(2026)
@@ -93,7 +82,7 @@ def test_resume_after_sigkill_is_byte_identical(tiny_models, tmp_path):
                                  env=ENV, capture_output=True, text=True,
                                  timeout=900)  # fmt: skip
         assert resumed.returncode == 0, f"trial {trial}: {resumed.stderr[-3000:]}"
-        got = results_digest(work)
+        got = result_digests(work / "results")
         assert got == want, f"trial {trial}: {sorted(set(got.items()) ^ set(want.items()))[:6]}"
     assert killed == TRIALS  # every trial was cut short, none had finished
 

@@ -7,7 +7,6 @@ Without them the test is skipped, except under ``SCALEX_REQUIRE_SLURM=1`` (CI), 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import shutil
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, workflow_config, write_sheet
+from conftest import ROOT, result_digests, workflow_config, write_sheet
 
 pytestmark = pytest.mark.slow
 
@@ -49,15 +48,6 @@ def cluster():
         pytest.skip(why)
 
 
-def digests(tree: Path) -> dict[str, str]:
-    out = {}
-    for path in sorted(tree.rglob("*")):
-        rel = path.relative_to(tree)
-        if path.is_file() and not {"logs", "benchmarks"} & set(rel.parts):
-            out[str(rel)] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return out
-
-
 def run(work: Path, *args: str, env=ENV) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "scalex.cli", "run", "--directory", str(work), "--snakefile",
            str(ROOT / "Snakefile"), *args, "--configfile", str(work / "config.yaml")]  # fmt: skip
@@ -84,7 +74,7 @@ def test_slurm_profile_run_equals_local_run(cluster, tiny_models, tmp_path, prof
                        "--slurm-init-seconds-before-status-checks", "2",
                        env=ENV | SITE)  # fmt: skip
         assert proc.returncode == 0, f"{where}:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-        trees[where] = digests(work / "results")
+        trees[where] = result_digests(work / "results")
         if where == "cluster":
             log = proc.stdout + proc.stderr
             assert "slurm" in log.lower() and "Job " in log  # jobs were submitted to SLURM

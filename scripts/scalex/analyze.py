@@ -17,15 +17,22 @@ import pandas as pd
 
 from scalex.directions import paired_differences
 from scalex.errors import ConfigError
-from scalex.jobs import _atomic_text, check_same_noise, read_directions
-from scalex.store import ACTIVATIONS, open_checked, read_activations, read_strings, readout_steps
+from scalex.jobs import check_same_noise, read_directions
+from scalex.store import (
+    ACTIVATIONS,
+    atomic_text,
+    open_checked,
+    read_activations,
+    read_strings,
+    readout_steps,
+)
 
 log = logging.getLogger("scalex")
 
 
 def write_tsv(frame: pd.DataFrame, path: str | Path) -> None:
     """TSV with six significant digits, written atomically."""
-    _atomic_text(path, frame.to_csv(sep="\t", index=False, float_format="%.6g"))
+    atomic_text(path, frame.to_csv(sep="\t", index=False, float_format="%.6g"))
 
 
 def locate_concepts(shards: Sequence[str | Path], concept_ids: Sequence[str]) -> dict[str, str]:

@@ -49,15 +49,11 @@ def prompt_record(concept: Concept, seeds: Sequence[int]) -> dict[str, Any]:
 
 def write_prompts(record: dict[str, Any], out: str | Path) -> None:
     """A concept's prompts and seeds as canonical JSON (deterministic bytes)."""
-    _atomic_text(out, canonical_json(record) + "\n")
+    atomic_text(out, canonical_json(record) + "\n")
 
 
 def read_prompts(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
-
-
-def _atomic_text(out: str | Path, text: str) -> None:
-    atomic_text(out, text)
 
 
 # -- extraction ----------------------------------------------------------------------------------
@@ -448,11 +444,11 @@ def compute_similarity(
         "neighbour": ids[index.ravel()] if len(ids) else [],
         "cosine": cosine.ravel().round(6),
     })  # fmt: skip
-    _atomic_text(out_neighbours, table.to_csv(sep="\t", index=False))
+    atomic_text(out_neighbours, table.to_csv(sep="\t", index=False))
     if full:
         frame = pd.DataFrame(aggregate, index=d["ids"], columns=d["ids"]).round(6)
         frame.index.name = "concept"
-        _atomic_text(out_tsv, frame.to_csv(sep="\t"))
+        atomic_text(out_tsv, frame.to_csv(sep="\t"))
 
 
 def read_similarity(
@@ -462,8 +458,8 @@ def read_similarity(
     per-step matrices (``None`` when the run did not write them)."""
     with open_checked(path, SIMILARITY, settings_hash) as f:
         out = {
-            "ids": [_text(v) for v in read_dataset(f, "ids")],
-            "sets": [_text(v) for v in read_dataset(f, "sets")],
+            "ids": read_strings(f["ids"]),
+            "sets": read_strings(f["sets"]),
             "split_half": read_dataset(f, "split_half"),
             "step_indices": f.attrs["step_indices"],
             "neighbours": read_dataset(f, "neighbours"),
@@ -475,10 +471,6 @@ def read_similarity(
             out["aggregate"] = read_dataset(f, "aggregate")
             out["per_step"] = read_dataset(f, "per_step")
         return out
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def compute_clusters(
@@ -535,7 +527,7 @@ def compute_clusters(
     table = pd.DataFrame(
         {"concept": ids, "set": [sim["sets"][i] for i in keep], "cluster": result.labels}
     ).sort_values(["cluster", "concept"])
-    _atomic_text(out_clusters, table.to_csv(sep="\t", index=False))
+    atomic_text(out_clusters, table.to_csv(sep="\t", index=False))
     curve = pd.DataFrame(
         {"k": list(result.silhouette), "silhouette": list(result.silhouette.values())}
     )
@@ -544,9 +536,9 @@ def compute_clusters(
     curve["null_permutations"] = null_permutations
     curve["concepts"] = len(ids)
     curve["tree_concepts"] = len(sample)
-    _atomic_text(out_silhouette, curve.to_csv(sep="\t", index=False, float_format="%.6f"))
+    atomic_text(out_silhouette, curve.to_csv(sep="\t", index=False, float_format="%.6f"))
     tree_ids = [ids[i] for i in sample]
     frame = pd.DataFrame(cosine_matrix(vectors[sample]), index=tree_ids, columns=tree_ids)
     frame = frame.round(6)
     frame.index.name = "concept"
-    _atomic_text(out_matrix, frame.to_csv(sep="\t"))
+    atomic_text(out_matrix, frame.to_csv(sep="\t"))

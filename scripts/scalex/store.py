@@ -135,7 +135,12 @@ def write_strings(group: h5py.Group, name: str, values: Sequence[str]) -> None:
 
 
 def read_strings(dataset: h5py.Dataset) -> list[str]:
-    return [v.decode() if isinstance(v, bytes) else str(v) for v in dataset[()]]
+    return decode_strings(read_dataset(dataset.file, dataset.name))
+
+
+def decode_strings(values: Any) -> list[str]:
+    """HDF5 strings (bytes or str) as Python strings."""
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
 
 
 def attr_json(obj: h5py.HLObject, key: str) -> Any:
@@ -228,7 +233,7 @@ def shard_concepts(f: h5py.File) -> list[str]:
     cannot silently vanish from the analyses."""
     present = list(f["concepts"].keys()) if "concepts" in f else []
     if "concepts" in f.attrs:
-        declared = [v.decode() if isinstance(v, bytes) else str(v) for v in f.attrs["concepts"]]
+        declared = decode_strings(f.attrs["concepts"])
         missing = sorted(set(declared) - set(present))
         extra = sorted(set(present) - set(declared))
         if missing or extra:
