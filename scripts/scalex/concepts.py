@@ -4,6 +4,7 @@ A concept has a path-safe id, a set (professions, genders, ...) and prompts made
 times terms. Sheets are TSV (``id, set, terms, templates``; terms separated by ``|``) or YAML
 (a list of mappings with the same keys, terms as a list, or explicit ``prompts``). Descriptor
 concepts such as "old doctor" are derived from the config, so a sheet lists each concept once.
+Every row is checked against the packaged schema ``scalex/schema/concepts.schema.yaml``.
 """
 
 from __future__ import annotations
@@ -13,14 +14,22 @@ import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from scalex.config import ConfigError, canonical_json, seeds
+from scalex.config import (
+    ConfigError,
+    _default_filling_validator,
+    canonical_json,
+    load_schema,
+    seeds,
+)
 
-ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
+#: a concept id (the schema's ``id`` pattern): path-safe, since it names files
+ID_PATTERN = re.compile(load_schema("concepts")["properties"]["id"]["pattern"])
 BASELINE_ID = "baseline"
 VOWELS = "aeiou"
 
@@ -122,31 +131,87 @@ def read_sheet(path: str | Path) -> list[dict[str, Any]]:
     return [dict(row, _source=f"{path}:{n}") for row, n in zip(rows, line_numbers, strict=True)]
 
 
+#: the order in which a row's problems are reported (one per row: the first)
+_COLUMNS = ("id", "set", "terms", "prompts", "templates")
+_ID_RULE = "must be lower-case letters, digits, '_', '.' or '-' (it is used in file names)"
+
+
+@lru_cache(maxsize=1)
+def _row_validator():
+    return _default_filling_validator()(load_schema("concepts"))
+
+
+def _normalised_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as the schema sees it: blanks stripped, empty cells (and term lists) dropped."""
+    out = {}
+    for key, value in row.items():
+        if not isinstance(key, str) or key.startswith("_"):
+            continue  # the row's origin; None holds the surplus cells of a long TSV line
+        if isinstance(value, str):
+            value = value.strip()
+        if key in ("terms", "prompts") and isinstance(value, str | list):
+            empty = not _split_terms(value)
+        else:
+            empty = value is None or value == ""
+        if not empty:
+            out[key] = value
+    return out
+
+
+def _row_error(row: dict[str, Any]) -> tuple[str, str] | None:
+    """(column, message) of the first problem of a normalised row with the schema, or None."""
+    errors = []
+    for err in _row_validator().iter_errors(row):
+        if err.absolute_path:
+            column = str(err.absolute_path[0])
+        elif err.validator == "required":
+            column = next((c for c in err.validator_value if c not in row), "id")
+        elif err.validator == "anyOf":
+            column = "terms"
+        else:
+            column = ""
+        errors.append((column, err))
+    if not errors:
+        return None
+    rank = {c: i for i, c in enumerate(("", *_COLUMNS))}
+    column, err = min(errors, key=lambda ce: rank.get(ce[0], len(rank)))
+    cid = row.get("id", "")
+    if column == "id":
+        if err.validator == "not":
+            return column, f"concept id {BASELINE_ID!r} is reserved for the baseline"
+        return column, f"concept id {str(cid)!r} {_ID_RULE}"
+    if column == "set" and err.validator == "required":
+        return column, f"concept {cid!r} has no set"
+    if err.validator == "anyOf":
+        return column, f"concept {cid!r} has neither terms nor prompts"
+    if not column:
+        return "", err.message
+    return column, f"concept {cid!r}: {err.message}"
+
+
 def concept_from_row(row: dict[str, Any], templates: dict[str, list[str]]) -> Concept:
-    """Validate one sheet row and expand its prompts."""
+    """Validate one sheet row against the concept-sheet schema and expand its prompts.
+
+    A bad row raises a :class:`ConfigError` of one line: ``<file>:<line>: column <c>: ...``.
+    """
     where = row.get("_source", "concept sheet")
-    cid = str(row.get("id") or "").strip()
-    if not ID_PATTERN.match(cid):
+    clean = _normalised_row(row)
+    problem = _row_error(clean)
+    if problem is not None:
+        column, message = problem
         raise ConfigError(
-            f"{where}: concept id {cid!r} must be lower-case letters, digits, '_', '.' or '-' "
-            "(it is used in file names)"
+            f"{where}: column {column}: {message}" if column else f"{where}: {message}"
         )
-    if cid == BASELINE_ID:
-        raise ConfigError(f"{where}: concept id {BASELINE_ID!r} is reserved for the baseline")
-    cset = str(row.get("set") or "").strip()
-    if not cset:
-        raise ConfigError(f"{where}: concept {cid!r} has no set")
-    if row.get("prompts"):
-        prompts = tuple(_split_terms(row["prompts"]))
+    cid, cset = str(clean["id"]), clean["set"]
+    if "prompts" in clean:
+        prompts = tuple(_split_terms(clean["prompts"]))
         return Concept(cid, cset, prompts, tuple([0] * len(prompts)), (), where)
-    terms = _split_terms(row.get("terms"))
-    if not terms:
-        raise ConfigError(f"{where}: concept {cid!r} has neither terms nor prompts")
-    group = str(row.get("templates") or "default").strip()
+    terms = _split_terms(clean["terms"])
+    group = clean["templates"]  # the schema fills in "default"
     if group not in templates:
         raise ConfigError(
-            f"{where}: concept {cid!r} uses template group {group!r}, which is not a key of "
-            "concepts.templates"
+            f"{where}: column templates: concept {cid!r} uses template group {group!r}, which is "
+            "not a key of concepts.templates"
         )
     prompts, index = expand(terms, templates[group])
     return Concept(cid, cset, prompts, index, tuple(terms), where)

@@ -1,6 +1,7 @@
 """Validate the workflow configuration and derive what identifies a results tree.
 
-The schema (``config/schema.yaml``) catches malformed values and fills defaults; the checks here
+The schema (``scalex/schema/config.schema.yaml``, package data; ``config/README.md`` is generated
+from it) catches malformed values and fills defaults; the checks here
 catch what a schema cannot (files that must exist, cross-references between keys), so a bad
 config stops with one message naming the key before any model is loaded.
 """
@@ -12,6 +13,8 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,10 @@ import yaml
 
 from scalex.errors import ConfigError, ModelError
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
+#: JSON schemas shipped as package data: found in an installed wheel as in a source checkout
+SCHEMA_DIR = resources.files("scalex") / "schema"
+SCHEMA_PATH = SCHEMA_DIR / "config.schema.yaml"
+CONCEPTS_SCHEMA_PATH = SCHEMA_DIR / "concepts.schema.yaml"
 
 #: Keys that never change activations: they stay out of the settings hash, so that a run resumed
 #: on another device or with another batch size keeps writing the same results tree.
@@ -30,17 +36,38 @@ NON_SEMANTIC = {
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config file and validate it (defaults filled in)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        cfg = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"config file {path} must hold a mapping at the top level")
-    return validate_config(cfg, base=path.parent.parent)
+    """Read one YAML config file (in ``<root>/config/``) and validate it (defaults filled in)."""
+    return load_configs([path], base=Path(path).parent.parent)
+
+
+def load_configs(paths: Sequence[str | Path], base: str | Path = ".") -> dict[str, Any]:
+    """Several config files merged as ``snakemake --configfile a.yaml b.yaml`` merges them:
+    in order, later files updating earlier ones key by key (nested mappings merged), then
+    validated once."""
+    merged: dict[str, Any] = {}
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            cfg = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
+        if not isinstance(cfg, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        merged = _merge(merged, cfg)
+    return validate_config(merged, base=base)
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``extra`` over ``base``, nested mappings merged (Snakemake's ``update_config``)."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def validate_config(cfg: dict[str, Any], base: str | Path = ".") -> dict[str, Any]:
@@ -236,6 +263,11 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def load_schema(name: str = "config") -> dict[str, Any]:
+    """A fresh copy of the packaged schema ``schema/<name>.schema.yaml`` (config or concepts)."""
+    return yaml.safe_load((SCHEMA_DIR / f"{name}.schema.yaml").read_text(encoding="utf-8"))
+
+
 def _default_filling_validator():
     """A JSON-schema validator that fills ``default`` values into mappings as it validates.
 
@@ -267,7 +299,7 @@ def _schema_error(cfg: dict[str, Any]) -> str | None:
     """Fill defaults into ``cfg``; return one message naming the failing key, or None."""
     from jsonschema.exceptions import best_match
 
-    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    schema = load_schema("config")
     validator = _default_filling_validator()(schema)
     err = best_match(validator.iter_errors(cfg))
     if err is None:

@@ -10,14 +10,17 @@ styles double the colour where the number of categories exceeds the palette.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Hashable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
+from matplotlib.transforms import ScaledTranslation
 from scipy.cluster import hierarchy
 
 from scalex.analysis.defaults import correlate_with_reference, normalise_name
@@ -363,6 +366,40 @@ def concept_map(
 
     Colour shows the cluster, marker shape the concept's set (e.g. professions, identities).
     """
+    fig = concept_map_figure(
+        ids,
+        clusters,
+        similarity=similarity,
+        directions=directions,
+        sets=sets,
+        method=method,
+        title=title,
+    )
+    return _save(fig, path)
+
+
+#: Size (inches) of the map's own part of the concept map; the legends get a strip to its right.
+_MAP_SIZE = (7.5, 6.0)
+_LEGEND_PAD = 0.15  # inches around and between the legends
+_LABEL_WIDTH = 40  # characters per line of a set name in the legend
+
+
+def concept_map_figure(
+    ids: Sequence[str],
+    clusters: Sequence[Hashable],
+    similarity: np.ndarray | None = None,
+    directions: np.ndarray | None = None,
+    sets: Sequence[Hashable] | None = None,
+    method: str = "mds",
+    title: str | None = None,
+) -> Figure:
+    """The figure :func:`concept_map` saves (same arguments, less ``path``).
+
+    The legends (clusters above, sets below) sit in a strip right of the map whose size is
+    measured from the legends themselves, and the figure grows by that strip, so that no legend
+    reaches past the figure's edge or covers the other however many sets there are and however
+    long their names (wrapped at 40 characters).
+    """
     n = len(ids)
     if method == "mds":
         if similarity is None:
@@ -387,7 +424,8 @@ def concept_map(
     colours = _colours(sorted(set(clusters), key=str))
     set_names = list(dict.fromkeys(sets))
     markers = {s: MARKERS[i % len(MARKERS)] for i, s in enumerate(set_names)}
-    fig = Figure(figsize=(7.5, 6), layout="constrained")
+    fig = Figure(figsize=_MAP_SIZE, layout="constrained")
+    FigureCanvasAgg(fig)  # a renderer, to measure the legends
     ax = fig.add_subplot()
     for i in range(n):
         ax.scatter(
@@ -403,30 +441,66 @@ def concept_map(
             ax.annotate(
                 str(ids[i]), coords[i], xytext=(3, 3), textcoords="offset points", fontsize=7
             )
-    cl = ax.legend(
-        handles=[Patch(color=c, label=f"cluster {k}") for k, c in colours.items()],
-        title="cluster",
-        fontsize=7,
-        loc="upper left",
-        bbox_to_anchor=(1.01, 1),
-    )
-    ax.add_artist(cl)
-    if len(set_names) > 1:
-        ax.legend(
-            handles=[
-                Line2D([], [], ls="", marker=markers[s], color="#555555", label=str(s))
-                for s in set_names
-            ],
-            title="set",
-            fontsize=7,
-            loc="lower left",
-            bbox_to_anchor=(1.01, 0),
-        )
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     what = "classical MDS of 1 − cosine" if method == "mds" else "PCA of directions"
     ax.set_title(title or f"Map of {n} concepts ({what})", fontsize=10)
-    return _save(fig, path)
+
+    # Figure legends, which the constrained layout leaves alone: it lays the map out in the
+    # rectangle left of the legend strip (set below), and the legends are stacked in the strip.
+    handles = [[Patch(color=c, label=f"cluster {k}") for k, c in colours.items()]]
+    titles = ["cluster"]
+    if len(set_names) > 1:
+        handles.append(
+            [
+                Line2D(
+                    [],
+                    [],
+                    ls="",
+                    marker=markers[s],
+                    color="#555555",
+                    label=textwrap.fill(str(s), _LABEL_WIDTH),
+                )
+                for s in set_names
+            ]
+        )
+        titles.append("set")
+    inches = fig.dpi_scale_trans.inverted()
+    renderer = fig.canvas.get_renderer()
+    ncols = [1] * len(handles)
+    while True:
+        legends = [
+            fig.legend(handles=h, title=t, fontsize=7, loc="upper left", borderaxespad=0, ncols=c)
+            for h, t, c in zip(handles, titles, ncols, strict=True)
+        ]
+        sizes = [inches.transform_bbox(leg.get_window_extent(renderer)) for leg in legends]
+        height = sum(b.height for b in sizes) + (len(sizes) + 1) * _LEGEND_PAD
+        # Too tall for the map's height: spread the tallest legend that can over more columns.
+        taller = [
+            i
+            for i in sorted(range(len(sizes)), key=lambda i: -sizes[i].height)
+            if ncols[i] < len(handles[i])
+        ]
+        if height <= _MAP_SIZE[1] or not taller:
+            break
+        for leg in legends:
+            leg.remove()
+        ncols[taller[0]] += 1
+    strip = max(b.width for b in sizes) + 2 * _LEGEND_PAD
+    width = _MAP_SIZE[0] + strip
+    fig.set_size_inches(width, max(_MAP_SIZE[1], height))
+    fig.get_layout_engine().set(rect=(0, 0, _MAP_SIZE[0] / width, 1))
+    top = 0.0  # inches below the figure's top edge
+    for leg, size in zip(legends, sizes, strict=True):
+        top += _LEGEND_PAD
+        # Anchored in inches from the figure's top-right corner, which holds at any save dpi.
+        leg.set_bbox_to_anchor(
+            (1.0, 1.0),
+            transform=fig.transFigure
+            + ScaledTranslation(-(strip - _LEGEND_PAD), -top, fig.dpi_scale_trans),
+        )
+        top += size.height
+    return fig
 
 
 def silhouette_curve(
