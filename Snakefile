@@ -3,6 +3,8 @@
 Run `snakemake -n` to see what would run and why, `snakemake --cores all` to run it.
 """
 
+import importlib.util
+
 from snakemake.utils import min_version
 
 min_version("9.11")
@@ -22,8 +24,13 @@ include: "rules/directions.smk"
 include: "rules/similarity.smk"
 include: "rules/analysis.smk"
 include: "rules/conditioning.smk"
-include: "rules/reference.smk"
-include: "rules/validation.smk"
+
+
+# The reference worlds (training, evaluation, ground-truth validation) are a plug-in: their rules
+# exist when their package is installed, and validation runs on a model that has ground truth.
+if importlib.util.find_spec("scalex_refworld") is not None:
+
+    include: "rules/reference_world.smk"
 
 
 rule all:

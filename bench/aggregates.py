@@ -34,7 +34,8 @@ STEPS = """
 import sys
 sys.path.insert(0, {scripts!r})
 from pathlib import Path
-from scalex.jobs import compute_similarity, compute_clusters, full_similarity
+from scalex.steps.clusters import run as compute_clusters
+from scalex.steps.similarity import full_similarity, run as compute_similarity
 work = Path({work!r})
 files = sorted((work / "directions").glob("b*.h5"))
 if {step!r} == "similarity":
@@ -49,8 +50,7 @@ else:
 
 def write_directions(work: Path, n: int, dim: int = 1280, steps: int = 4, seed: int = 0) -> None:
     import numpy as np
-    from scalex.jobs import DIRECTIONS
-    from scalex.store import atomic_h5
+    from scalex.io import DIRECTIONS, atomic_h5
 
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(20, dim)).astype(np.float32)

@@ -24,7 +24,7 @@ Equal output: the ``stopK``/``keepK`` sides are compared with the first K steps 
 ``stock-per-sample``; every other side with all of its steps. Times are medians over repeats and
 ratios are taken against ``stock-per-sample`` and ``stock-batched-bB`` (the largest B).
 
-Models: the tiny random-weight families of ``scalex.random_models`` (saved and reloaded through
+Models: the tiny random-weight families of ``tests/random_models.py`` (saved and reloaded through
 ``scalex.models.load_pipeline``, as the workflow does) and ``sd15``: a UNet with the real Stable
 Diffusion 1.5 configuration (860M parameters, random weights) with a VAE of the real SD size
 (scale factor 8, random weights) so that decoding costs what it does on SD 1.5. ``bench/gpu.py``
@@ -49,6 +49,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "tests"))  # random_models: test fixtures, not the product
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -85,7 +86,7 @@ def samples_for(prompts: int, seeds: int) -> list[tuple[str, int]]:
 def build_sd15(device: str, dtype: str):
     """The SD 1.5-size pipeline: real UNet and VAE configurations, random weights."""
     from diffusers import AutoencoderKL, StableDiffusionPipeline
-    from scalex.random_models import build_random_pipeline
+    from random_models import build_random_pipeline
 
     parts = build_random_pipeline("sd1", size="sd15").components
     torch.manual_seed(1)
@@ -99,8 +100,8 @@ def build_sd15(device: str, dtype: str):
 
 
 def build_pipe(spec: dict, device: str, tmp: Path):
+    from random_models import save_random_pipeline
     from scalex.models import load_pipeline
-    from scalex.random_models import save_random_pipeline
 
     if spec["model"] == "sd15":
         return build_sd15(device, spec["dtype"])

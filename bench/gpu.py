@@ -43,6 +43,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "scripts"))
+sys.path.insert(0, str(HERE.parent / "tests"))  # random_models: test fixtures
 sys.path.insert(0, str(HERE))
 
 import extraction as bx  # noqa: E402
@@ -75,7 +76,7 @@ def use_carried_tokenizer() -> None:
         return
     except ImportError:
         pass
-    import scalex.random_models as rm
+    import random_models as rm
     from transformers import BertTokenizerFast
 
     folder = HERE.parent / ".devcarry" / "minilm-tokenizer"

@@ -41,6 +41,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "tests"))  # random_models: test fixtures, not the product
 
 LOG_LINE = re.compile(
     r"model load ([0-9.]+) s, extraction ([0-9.]+) s \(([0-9.]+) samples/s\), write ([0-9.]+) s"
@@ -109,14 +110,11 @@ def snakemake(work: Path, config: Path, targets: list[str], extra: list[str]) ->
 
 
 def prompts_phase(work: Path, model: str, args) -> dict:
-    """Write every concept's prompts file once (shared by all bucket counts: same tree)."""
-    from scalex.config import results_tree, validate_config
-
+    """Write the prompt file of every bucket (and the baseline) of the first bucket count."""
     config = write_config(work, model, args.concepts, args.buckets[0], args)
-    tree = results_tree(validate_config(yaml.safe_load(config.read_text()), base=ROOT))
-    n = args.concepts + 1
-    targets = [f"{tree}/prompts/thing-{i:04d}.json" for i in range(args.concepts)]
-    targets.append(f"{tree}/prompts/baseline.json")
+    _, shards = shard_targets(config)
+    targets = [t.replace("/activations/", "/prompts/").replace(".h5", ".json") for t in shards]
+    n = len(targets)
     # Plain `snakemake` spawns one Snakemake process per `run:` job on POSIX (seconds each);
     # --force-use-threads runs them in the Snakemake process, as the test suite does.
     extra = [] if args.spawn_prompts else ["--force-use-threads"]
@@ -225,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     started = dt.datetime.now(dt.UTC)
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="scalex-overhead-"))
     base.mkdir(parents=True, exist_ok=True)
-    from scalex.random_models import save_random_pipeline
+    from random_models import save_random_pipeline
 
     models = {"tiny-sd1": str(save_random_pipeline("sd1", base / "tiny-sd1-model"))}
     reference = ROOT / "resources" / "worlds" / "stereotyped" / "model"

@@ -33,6 +33,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "tests"))  # random_models: test fixtures, not the product
 
 N_CONCEPTS, N_SEEDS, STEPS = 125, 8, 4  # 125 prompts x 8 seeds = 1,000 samples
 
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="scalex-whole-") as tmp:
         models = {"reference": str(ROOT / "resources" / "worlds" / "stereotyped" / "model")}
         if "tiny-sd1" in args.models:
-            from scalex.random_models import save_random_pipeline
+            from random_models import save_random_pipeline
 
             models["tiny-sd1"] = str(save_random_pipeline("sd1", Path(tmp) / "tiny-sd1"))
         for name in args.models:

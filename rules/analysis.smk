@@ -30,9 +30,9 @@ rule defaults:
         ),
         correlation=f"{TREE}/{{readout}}/analysis/defaults/{{name}}/reference_correlation.tsv",
     log:
-        f"{TREE}/logs/defaults/{{readout}}-{{name}}.log",
+        logfile("defaults", "readout", "name"),
     benchmark:
-        f"{TREE}/benchmarks/defaults/{{readout}}-{{name}}.tsv"
+        benchfile("defaults", "readout", "name")
     conda:
         "../envs/cpu.yaml"
     params:
@@ -43,7 +43,7 @@ rule defaults:
         tap=config["directions"]["tap"],
         space=config["directions"]["space"],
     script:
-        "../scripts/analyze_defaults.py"
+        "../scripts/defaults.py"
 
 
 rule descriptors:
@@ -64,9 +64,9 @@ rule descriptors:
             category="Descriptors ({readout} readout)",
         ),
     log:
-        f"{TREE}/logs/descriptors/{{readout}}.log",
+        logfile("descriptors", "readout"),
     benchmark:
-        f"{TREE}/benchmarks/descriptors/{{readout}}.tsv"
+        benchfile("descriptors", "readout")
     conda:
         "../envs/cpu.yaml"
     params:
@@ -78,7 +78,7 @@ rule descriptors:
         tap=config["directions"]["tap"],
         space=config["directions"]["space"],
     script:
-        "../scripts/analyze_descriptors.py"
+        "../scripts/descriptors.py"
 
 
 rule cluster_figures:
@@ -113,32 +113,32 @@ rule cluster_figures:
             subcategory="{variant}",
         ),
     log:
-        f"{TREE}/logs/cluster_figures/{{readout}}-{{variant}}.log",
+        logfile("cluster_figures", "readout", "variant"),
     benchmark:
-        f"{TREE}/benchmarks/cluster_figures/{{readout}}-{{variant}}.tsv"
+        benchfile("cluster_figures", "readout", "variant")
     conda:
         "../envs/cpu.yaml"
     params:
         linkage=config["clustering"]["linkage"],
     script:
-        "../scripts/plot_clusters.py"
+        "../scripts/cluster_figures.py"
 
 
 rule vocabulary_prompts:
-    """One chunk of a discovery vocabulary as prompts (a shell one-liner, as rule prompts)."""
+    """The prompt file of one vocabulary chunk (terms placed by a stable hash, as concepts)."""
     output:
         f"{TREE}/discovery/{{vocab}}/prompts/{{chunk}}.json",
     log:
-        f"{TREE}/logs/vocabulary/{{vocab}}-{{chunk}}.log",
+        logfile("vocabulary_prompts", "vocab", "chunk"),
     benchmark:
-        f"{TREE}/benchmarks/vocabulary/{{vocab}}-{{chunk}}.tsv"
+        benchfile("vocabulary_prompts", "vocab", "chunk")
     localrule: True
     conda:
         "../envs/cpu.yaml"
     params:
         spec=vocabulary_spec,
-    shell:
-        PROMPTS_SHELL
+    script:
+        "../scripts/vocabulary_prompts.py"
 
 
 rule extract_vocabulary:
@@ -148,9 +148,9 @@ rule extract_vocabulary:
     output:
         f"{TREE}/discovery/{{vocab}}/activations/{{chunk}}.h5",
     log:
-        f"{TREE}/logs/extract_vocabulary/{{vocab}}-{{chunk}}.log",
+        logfile("extract_vocabulary", "vocab", "chunk"),
     benchmark:
-        f"{TREE}/benchmarks/extract_vocabulary/{{vocab}}-{{chunk}}.tsv"
+        benchfile("extract_vocabulary", "vocab", "chunk")
     conda:
         "../envs/gpu.yaml"
     threads: 8
@@ -160,7 +160,7 @@ rule extract_vocabulary:
         settings=canonical_json(SETTINGS),
         settings_hash=HASH,
     script:
-        "../scripts/extract_activations.py"
+        "../scripts/extract_vocabulary.py"
 
 
 rule discovery:
@@ -187,9 +187,9 @@ rule discovery:
             category="Discovery ({readout} readout)",
         ),
     log:
-        f"{TREE}/logs/discovery/{{readout}}-{{vocab}}.log",
+        logfile("discovery", "readout", "vocab"),
     benchmark:
-        f"{TREE}/benchmarks/discovery/{{readout}}-{{vocab}}.tsv"
+        benchfile("discovery", "readout", "vocab")
     conda:
         "../envs/cpu.yaml"
     params:
@@ -199,7 +199,7 @@ rule discovery:
         tap=config["directions"]["tap"],
         space=config["directions"]["space"],
     script:
-        "../scripts/discover.py"
+        "../scripts/discovery.py"
 
 
 rule compare_readouts:
@@ -220,9 +220,9 @@ rule compare_readouts:
             category="Readouts side by side",
         ),
     log:
-        f"{TREE}/logs/compare_readouts/{{name}}.log",
+        logfile("compare_readouts", "name"),
     benchmark:
-        f"{TREE}/benchmarks/compare_readouts/{{name}}.tsv"
+        benchfile("compare_readouts", "name")
     conda:
         "../envs/cpu.yaml"
     params:
@@ -248,9 +248,9 @@ rule readouts_summary:
             category="Readouts side by side",
         ),
     log:
-        f"{TREE}/logs/readouts_summary.log",
+        logfile("readouts_summary"),
     benchmark:
-        f"{TREE}/benchmarks/readouts_summary.tsv"
+        benchfile("readouts_summary")
     conda:
         "../envs/cpu.yaml"
     params:

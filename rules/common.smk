@@ -1,9 +1,17 @@
 # Helpers shared by all rules: the validated config, the concept table and the paths.
+import importlib.util
 import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
+from snakemake.exceptions import WorkflowError
+
+# The package is installed (`make install`, or `pip install .`): the rules import it from there,
+# so the workflow runs the same from a checkout as from a non-editable install.
+if importlib.util.find_spec("scalex") is None:
+    raise WorkflowError(
+        "the scalex package is not installed: run `make install` (or pip install .)"
+    )
 
 from scalex.concepts import (
     BASELINE_ID,
@@ -14,8 +22,10 @@ from scalex.concepts import (
     fill,
     load_concepts,
 )
-from scalex.jobs import full_similarity, prompt_record
-from scalex.store import audit_tree
+from scalex.io import audit_tree, other_code_note, read_vocabulary
+from scalex.steps.prompts import vocabulary_chunks, vocabulary_record
+from scalex.steps.similarity import full_similarity
+from scalex.loaders import ground_truth
 from scalex.config import (
     canonical_json,
     check_device,
@@ -52,7 +62,9 @@ TREE = results_tree(config)
 HASH = settings_hash(config)
 # A damaged or foreign file in the tree stops the run before any job starts.
 if not workflow.remote_exec:
-    audit_tree(TREE, HASH)
+    _note = other_code_note(audit_tree(TREE, HASH), TREE)
+    if _note:
+        print(_note, file=sys.stderr)
 SETTINGS = extraction_settings(config)
 SEEDS = seeds(config)
 CONCEPTS = load_concepts(config, base=workflow.basedir)
@@ -63,11 +75,10 @@ BUCKETS = buckets(
 )
 BUCKETS[BASELINE_ID] = [BASELINE_ID]
 ANALYSIS = config["analysis"]
-#: A reference-world model lives in resources/worlds/<world>/model next to its world table.
-WORLD_TABLE = Path(config["model"]["id"]).parent / "world.tsv"
-IS_REFERENCE_MODEL = (
-    Path(config["model"]["id"]) / "scalex_reference.json"
-).is_file() and WORLD_TABLE.is_file()
+#: What the model was built to show (a reference world's planted table), from its loader.
+GROUND_TRUTH = ground_truth(config["model"]["id"])
+#: Outputs that optional rule files (rules/validation.smk) add to the default target.
+EXTRA_OUTPUTS = []
 BOOTSTRAP = canonical_json(
     {key: ANALYSIS[key] for key in ("bootstrap", "confidence", "seed")}
 )
@@ -94,13 +105,22 @@ wildcard_constraints:
     variant=r"raw|axes_removed",
 
 
-def concept_spec(wildcards):
-    """The concept's prompts and seeds: editing one concept reruns only its chain."""
-    return canonical_json(prompt_record(CONCEPTS[wildcards.concept], SEEDS))
+def logfile(rule, *wildcards):
+    """The one log path convention: ``<tree>/logs/<rule>/<wildcard values joined by ->.log``."""
+    name = "-".join(f"{{{w}}}" for w in wildcards) or rule
+    return f"{TREE}/logs/{rule}/{name}.log"
 
 
-def bucket_prompts(wildcards):
-    return [f"{TREE}/prompts/{cid}.json" for cid in BUCKETS[wildcards.bucket]]
+def benchfile(rule, *wildcards):
+    """The benchmark path next to :func:`logfile`'s: ``<tree>/benchmarks/<rule>/...tsv``."""
+    name = "-".join(f"{{{w}}}" for w in wildcards) or rule
+    return f"{TREE}/benchmarks/{rule}/{name}.tsv"
+
+
+def bucket_spec(wildcards):
+    """A bucket's prompts and seeds: editing one concept reruns only its bucket's chain."""
+    concepts = [CONCEPTS[cid].spec() for cid in BUCKETS[wildcards.bucket]]
+    return canonical_json({"concepts": concepts, "seeds": SEEDS})
 
 
 def concept_buckets():
@@ -141,18 +161,14 @@ def shards_for(concept_ids):
 
 
 def vocabulary_terms(name):
-    from scalex.analyze import read_vocabulary
-
     return read_vocabulary(
         Path(workflow.basedir) / ANALYSIS["discovery"]["vocabularies"][name]["file"]
     )
 
 
+#: Vocabulary terms by chunk, placed by a stable hash of each term (see vocabulary_chunks).
 VOCAB_CHUNKS = {
-    name: [
-        f"c{i:04d}"
-        for i in range(0, -(-len(vocabulary_terms(name)) // spec["chunk_size"]))
-    ]
+    name: vocabulary_chunks(vocabulary_terms(name), spec["chunk_size"])
     for name, spec in ANALYSIS["discovery"]["vocabularies"].items()
 }
 
@@ -160,18 +176,9 @@ VOCAB_CHUNKS = {
 def vocabulary_spec(wildcards):
     """A vocabulary chunk's prompts and seeds: editing a line reruns only its chunk."""
     spec = ANALYSIS["discovery"]["vocabularies"][wildcards.vocab]
-    size = spec["chunk_size"]
-    start = int(wildcards.chunk[1:]) * size
-    terms = vocabulary_terms(wildcards.vocab)[start : start + size]
-    record = {
-        "id": "vocabulary",
-        "set": f"vocabulary:{wildcards.vocab}",
-        "prompts": [fill(spec["template"], t) for t in terms],
-        "template_index": [0] * len(terms),
-        "terms": terms,
-        "seeds": SEEDS[: spec["seeds"]],
-    }
-    return canonical_json(record)
+    terms = VOCAB_CHUNKS[wildcards.vocab][wildcards.chunk]
+    record = vocabulary_record(wildcards.vocab, spec["template"], terms)
+    return canonical_json({"concepts": [record], "seeds": SEEDS[: spec["seeds"]]})
 
 
 def similarity_outputs():
@@ -205,19 +212,7 @@ def readout_outputs(readout):
         f"{r}/analysis/discovery/{name}/discovery.tsv"
         for name in ANALYSIS["discovery"]["vocabularies"]
     ]
-    if validation_possible():
-        outputs.append(f"{r}/validation/summary.tsv")
     return outputs
-
-
-def validation_possible():
-    """Ground truth exists: a reference-world model with the analyses validation reads."""
-    return (
-        IS_REFERENCE_MODEL
-        and "gender" in ANALYSIS["defaults"]
-        and ANALYSIS["descriptors"]["enabled"]
-        and bool(descriptor_concepts())
-    )
 
 
 def descriptors_on():
@@ -228,14 +223,7 @@ def all_outputs():
     outputs = [out for readout in READOUTS for out in readout_outputs(readout)]
     if len(READOUTS) > 1 and ANALYSIS["defaults"]:
         outputs.append(f"{TREE}/readouts/summary.tsv")
-    outputs += conditioning_outputs()
-    if validation_possible():
-        outputs.append(f"{TREE}/validation/summary.tsv")
-    return outputs
-
-
-#: Writes a prompt file from its canonical JSON spec (see rules/prompts.smk for why shell).
-PROMPTS_SHELL = "printf '%s\\n' {params.spec:q} > {output} && wc -c {output} > {log}"
+    return outputs + conditioning_outputs() + EXTRA_OUTPUTS
 
 
 # -- image conditioning (rules/conditioning.smk) ------------------------------------------

@@ -14,9 +14,9 @@ rule steering:
         ),
         images=f"{TREE}/analysis/steering/{{name}}/images.npz",
     log:
-        f"{TREE}/logs/steering/{{name}}.log",
+        logfile("steering", "name"),
     benchmark:
-        f"{TREE}/benchmarks/steering/{{name}}.tsv"
+        benchfile("steering", "name")
     conda:
         "../envs/gpu.yaml"
     threads: 8
@@ -28,7 +28,7 @@ rule steering:
         spec=lambda w: canonical_json(ANALYSIS["steering"][w.name]),
         tap=config["directions"]["tap"],
     script:
-        "../scripts/steer_images.py"
+        "../scripts/steering.py"
 
 
 rule projection:
@@ -51,9 +51,9 @@ rule projection:
             subcategory="{name}",
         ),
     log:
-        f"{TREE}/logs/projection/{{name}}.log",
+        logfile("projection", "name"),
     benchmark:
-        f"{TREE}/benchmarks/projection/{{name}}.tsv"
+        benchfile("projection", "name")
     conda:
         "../envs/gpu.yaml"
     threads: 8
@@ -66,4 +66,4 @@ rule projection:
         images_dir=lambda w: ANALYSIS["projection"][w.name]["images"],
         tap=config["directions"]["tap"],
     script:
-        "../scripts/project_images.py"
+        "../scripts/projection.py"

@@ -6,9 +6,9 @@ rule directions:
     output:
         f"{TREE}/{{readout}}/directions/{{bucket}}.h5",
     log:
-        f"{TREE}/logs/directions/{{readout}}-{{bucket}}.log",
+        logfile("directions", "readout", "bucket"),
     benchmark:
-        f"{TREE}/benchmarks/directions/{{readout}}-{{bucket}}.tsv"
+        benchfile("directions", "readout", "bucket")
     wildcard_constraints:
         bucket=r"b[0-9]{4}",
     conda:
@@ -18,4 +18,4 @@ rule directions:
         tap=config["directions"]["tap"],
         space=config["directions"]["space"],
     script:
-        "../scripts/compute_directions.py"
+        "../scripts/directions.py"

@@ -1,13 +1,13 @@
 rule extract:
     """H-space activations of a hash bucket of concepts: one model load, one batched loop."""
     input:
-        bucket_prompts,
+        f"{TREE}/prompts/{{bucket}}.json",
     output:
         f"{TREE}/activations/{{bucket}}.h5",
     log:
-        f"{TREE}/logs/extract/{{bucket}}.log",
+        logfile("extract", "bucket"),
     benchmark:
-        f"{TREE}/benchmarks/extract/{{bucket}}.tsv"
+        benchfile("extract", "bucket")
     conda:
         "../envs/gpu.yaml"
     threads: 8
@@ -19,4 +19,4 @@ rule extract:
         settings=canonical_json(SETTINGS),
         settings_hash=HASH,
     script:
-        "../scripts/extract_activations.py"
+        "../scripts/extract.py"

@@ -1,19 +1,20 @@
 rule prompts:
-    """One deterministic file per concept: its prompts, template index and seeds.
+    """The prompt file of one hash bucket of concepts: prompts, template indices, seeds.
 
-    A shell one-liner on purpose: a `run:` job would start a whole Snakemake process and a
-    `script:` job a Python interpreter, per concept, for a few bytes each.
+    One job per bucket, not per concept: extraction works by bucket anyway, and a job per
+    concept would start an interpreter for a few bytes each. The spec travels as a parameter
+    (pickled into the script, so its size has no shell limit).
     """
     output:
-        f"{TREE}/prompts/{{concept}}.json",
+        f"{TREE}/prompts/{{bucket}}.json",
     log:
-        f"{TREE}/logs/prompts/{{concept}}.log",
+        logfile("prompts", "bucket"),
     benchmark:
-        f"{TREE}/benchmarks/prompts/{{concept}}.tsv"
+        benchfile("prompts", "bucket")
     localrule: True
     conda:
         "../envs/cpu.yaml"
     params:
-        spec=concept_spec,
-    shell:
-        PROMPTS_SHELL
+        spec=bucket_spec,
+    script:
+        "../scripts/prompts.py"

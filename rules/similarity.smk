@@ -9,9 +9,9 @@ rule similarity:
     output:
         **similarity_outputs(),
     log:
-        f"{TREE}/logs/similarity/{{readout}}.log",
+        logfile("similarity", "readout"),
     benchmark:
-        f"{TREE}/benchmarks/similarity/{{readout}}.tsv"
+        benchfile("similarity", "readout")
     conda:
         "../envs/cpu.yaml"
     params:
@@ -19,7 +19,7 @@ rule similarity:
         neighbours=config["similarity"]["neighbours"],
         full_matrices=FULL_SIMILARITY,
     script:
-        "../scripts/compute_similarity.py"
+        "../scripts/similarity.py"
 
 
 rule clusters:
@@ -36,13 +36,13 @@ rule clusters:
         silhouette=f"{TREE}/{{readout}}/clusters/{{variant}}/silhouette.tsv",
         matrix=f"{TREE}/{{readout}}/clusters/{{variant}}/similarity.tsv",
     log:
-        f"{TREE}/logs/clusters/{{readout}}-{{variant}}.log",
+        logfile("clusters", "readout", "variant"),
     benchmark:
-        f"{TREE}/benchmarks/clusters/{{readout}}-{{variant}}.tsv"
+        benchfile("clusters", "readout", "variant")
     conda:
         "../envs/cpu.yaml"
     params:
         settings_hash=HASH,
         clustering=canonical_json(config["clustering"]),
     script:
-        "../scripts/cluster_concepts.py"
+        "../scripts/clusters.py"

@@ -1,14 +1,8 @@
-"""Rule readouts_summary: each H-space readout's agreement with the text-encoder control."""
+"""Rule readouts_summary: Agreement of each readout with the text control.
 
-from scalex.analyze import run_readouts_summary
-from scalex.rulekit import run_rule
+The work is :mod:`scalex.steps.readouts_summary`.
+"""
 
-smk = snakemake  # noqa: F821 (injected by Snakemake)
-run_rule(
-    smk,
-    lambda: run_readouts_summary(
-        dict(zip(smk.params.names, smk.input.defaults, strict=True)),
-        dict(zip(smk.params.readouts, smk.input.tops, strict=True)),
-        smk.output[0],
-    ),
-)
+from scalex.steps import readouts_summary
+
+readouts_summary.main(snakemake)  # noqa: F821 (injected by Snakemake)

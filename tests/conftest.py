@@ -69,7 +69,7 @@ def _quiet():
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """Folders of the tiny random pipelines of every family, saved once per session."""
     import torch
-    from scalex.random_models import save_random_pipeline
+    from random_models import save_random_pipeline
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("tiny-models")

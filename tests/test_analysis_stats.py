@@ -10,12 +10,12 @@ from scalex.analysis.stats import (
     as_concepts,
     bootstrap_directions,
     bootstrap_dots,
-    cosine,
     cosine_from_dots,
     direction,
     percentile_ci,
     template_groups,
 )
+from scalex.vectors import cosine
 
 
 def _unit(v: np.ndarray) -> np.ndarray:

@@ -8,20 +8,16 @@ import numpy as np
 import pytest
 import yaml
 from conftest import workflow_config, write_sheet
-from scalex.analyze import load_concept_diffs, run_defaults
 from scalex.api import Results
 from scalex.concepts import baseline_concept, load_concepts
 from scalex.config import extraction_settings, results_tree, seeds, settings_hash, validate_config
-from scalex.jobs import (
-    compute_clusters,
-    compute_directions,
-    compute_similarity,
-    extract_shard,
-    prompt_record,
-    read_directions,
-    write_prompts,
-)
-from scalex.store import StoreError
+from scalex.differences import load_concept_diffs
+from scalex.io import StoreError, read_directions, write_prompts
+from scalex.steps.clusters import run as compute_clusters
+from scalex.steps.defaults import run as run_defaults
+from scalex.steps.directions import run as compute_directions
+from scalex.steps.extract import run as extract_shard
+from scalex.steps.similarity import run as compute_similarity
 
 ROWS = [
     ("doctor", "professions", "doctor"),
@@ -45,14 +41,13 @@ def tree(tmp_path_factory, tiny_models):
     out = root / results_tree(cfg)
     concepts = load_concepts(cfg)
     concepts["baseline"] = baseline_concept(cfg)
-    files = {}
-    for cid, concept in concepts.items():
-        files[cid] = out / "prompts" / f"{cid}.json"
-        write_prompts(prompt_record(concept, seeds(cfg)), files[cid])
+    files = {"b0000": out / "prompts" / "b0000.json", "baseline": out / "prompts" / "baseline.json"}
+    write_prompts([concepts[c].spec() for c, *_ in ROWS], seeds(cfg), files["b0000"])
+    write_prompts([concepts["baseline"].spec()], seeds(cfg), files["baseline"])
     settings = extraction_settings(cfg)
     shard, base = out / "activations" / "b0000.h5", out / "activations" / "baseline.h5"
-    extract_shard([files[c] for c, *_ in ROWS], shard, settings, h, RUNTIME)
-    extract_shard([files["baseline"]], base, settings, h, RUNTIME)
+    extract_shard(files["b0000"], shard, settings, h, RUNTIME)
+    extract_shard(files["baseline"], base, settings, h, RUNTIME)
     r = out / "prompt"  # the readout this fixture writes
     dirs = r / "directions" / "b0000.h5"
     compute_directions(shard, base, dirs, h, readout="prompt")
@@ -86,6 +81,20 @@ def test_results_from_config_finds_the_tree(tree):
     res = Results.from_config(tree["root"] / "config" / "config.yaml")
     assert res.tree == tree["out"] and res.settings_hash == tree["hash"]
     assert res.readout == "prompt"  # the config's directions.readout
+
+
+def test_results_from_config_merges_files_as_snakemake_does(tree, tmp_path):
+    """Several --configfile files: later keys over earlier ones, nested sections merged."""
+    base = tree["root"] / "config" / "config.yaml"
+    override = tmp_path / "steps.yaml"
+    override.write_text("sampling:\n  steps: 3\n")
+    raw = yaml.safe_load(base.read_text())
+    raw["sampling"]["steps"] = 3  # seeds, device, ... of the first file stay
+    expected = results_tree(validate_config(raw))
+    assert expected != results_tree(validate_config(yaml.safe_load(base.read_text())))
+    with pytest.raises(StoreError, match=f"{expected}: no such results tree"):
+        Results.from_config(base, override, workdir=tree["root"])
+    assert Results.from_config(override, base, workdir=tree["root"]).tree == tree["out"]
 
 
 def test_tables_and_matrices(tree):
@@ -139,9 +148,9 @@ def test_a_leftover_file_of_an_earlier_layout_is_not_read(tree, tiny_models):
         cfg = validate_config(yaml.safe_load((tree["root"] / "config" / "config.yaml").read_text()))
         ghost = load_concepts(cfg)["doctor"]
         ghost = dataclasses.replace(ghost, id="ghost")
-        path = tree["out"] / "prompts" / "ghost.json"
-        write_prompts(prompt_record(ghost, seeds(cfg)), path)
-        extract_shard([path], ghost_shard, extraction_settings(cfg), tree["hash"], RUNTIME)
+        path = tree["out"] / "prompts" / "b0009.json"
+        write_prompts([ghost.spec()], seeds(cfg), path)
+        extract_shard(path, ghost_shard, extraction_settings(cfg), tree["hash"], RUNTIME)
         compute_directions(ghost_shard, tree["out"] / "activations" / "baseline.h5", leftover,
                            tree["hash"], readout="prompt")  # fmt: skip
         assert "ghost" in read_directions([leftover], tree["hash"])["ids"]

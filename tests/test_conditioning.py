@@ -9,16 +9,17 @@ import numpy as np
 import pytest
 import torch
 from conftest import ROOT, workflow_config, write_sheet
+from scalex.concepts import check_conditioning_config
 from scalex.conditioning import (
-    SteeringHook,
     auc,
-    check_conditioning_config,
     combined_direction,
     image_grid,
     project_images,
     steer,
+    steering_edit,
 )
 from scalex.errors import ConfigError, ExtractionError
+from scalex.hooks import Trace
 
 PROMPT = "a photo of a doctor"
 STEPS = 3
@@ -84,7 +85,7 @@ def test_hook_adds_exactly_alpha_scale_d_at_chosen_steps(sd1, guidance):
     before, after = [], []
     h1 = block.register_forward_hook(lambda m, i, o: before.append(o.detach().clone()))
     try:
-        with SteeringHook(sd1.unet, d, coef, steps=chosen):
+        with Trace(sd1.unet, ["mid_block"], edit_output=steering_edit(d, coef, steps=chosen)):
             h2 = block.register_forward_hook(lambda m, i, o: after.append(o.detach().clone()))
             try:
                 _stock(sd1, [0, 1], guidance=guidance)
@@ -106,14 +107,42 @@ def test_hook_adds_exactly_alpha_scale_d_at_chosen_steps(sd1, guidance):
 
 def test_full_direction_is_added_per_position(sd1):
     c = sd1.unet.config.block_out_channels[-1]
-    block = sd1.unet.get_submodule("mid_block")
     out = torch.zeros(2, c, 2, 2)
     d = np.arange(c * 4, dtype=np.float32)
-    with SteeringHook(sd1.unet, d, 1.0) as hook:
-        steered = hook._hook(block, (), out)
+    steered = steering_edit(d, 1.0)("mid_block", out, 0)
     np.testing.assert_array_equal(steered[1].numpy(), d.reshape(c, 2, 2))
-    with SteeringHook(sd1.unet, np.ones(c + 1), 1.0) as hook, pytest.raises(ExtractionError):
-        hook._hook(block, (), out)
+    with pytest.raises(ExtractionError):
+        steering_edit(np.ones(c + 1), 1.0)("mid_block", out, 0)
+
+
+def test_trace_reads_and_edits_tuple_outputs_and_counts_calls():
+    """A block returning a tuple is read and edited through its first element; the rest of
+    the tuple passes through; calls count per layer and reset() starts again."""
+
+    class Block(torch.nn.Module):
+        def forward(self, x):
+            return x * 2, "extra"
+
+    model = torch.nn.Sequential()
+    model.add_module("block", Block())
+    seen = []
+
+    def edit(name, hidden, call):
+        seen.append((name, call))
+        return hidden + 1 if call == 1 else None
+
+    with Trace(model, ["block"], edit_output=edit) as trace:
+        first = model(torch.ones(1))
+        second = model(torch.ones(1))
+        assert first[1] == second[1] == "extra"
+        assert first[0].item() == 2.0 and second[0].item() == 3.0
+        assert trace.outputs["block"].item() == 3.0 and trace.calls["block"] == 2
+        trace.reset()
+        model(torch.ones(1))
+    assert seen == [("block", 0), ("block", 1), ("block", 0)]
+    assert model(torch.ones(1))[0].item() == 2.0  # hooks removed on exit
+    with pytest.raises(ExtractionError, match="no submodule 'nope'"):
+        Trace(model, ["nope"])
 
 
 def test_steer_rejects_steps_outside_the_schedule(sd1):

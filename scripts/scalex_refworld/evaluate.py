@@ -156,10 +156,12 @@ def hspace_defaults(pipe, world: W.World, seeds=16, steps=10, guidance=3.0):
     person"/"a young person", "a rich person"/"a poor person". Returns TSV rows and the Spearman
     correlation of each axis' scores with the planted rates.
     """
+    from scalex.hooks import Trace
     from scipy.stats import spearmanr
 
     store = []
-    hook = pipe.unet.mid_block.register_forward_hook(lambda m, i, o: store.append(o.detach()))
+    # every step's output, in order (the edit keeps the output and returns None: untouched)
+    trace = Trace(pipe.unet, ["mid_block"], edit_output=lambda _n, h, _c: store.append(h.detach()))
 
     def latent(prompt):
         store.clear()
@@ -206,7 +208,7 @@ def hspace_defaults(pipe, world: W.World, seeds=16, steps=10, guidance=3.0):
                     }
                 )
     finally:
-        hook.remove()
+        trace.close()
     corr = {}
     for ax in poles:
         sub = [r for r in rows if r["axis"] == ax]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .loader import MARKER
 from .world import world_model
 
-MARKER = "scalex_reference.json"
 DEFAULT_PATH = str(world_model())
 
 
@@ -34,7 +34,8 @@ def load_reference_pipeline(path: str | Path = DEFAULT_PATH, torch_dtype=None):
     """
     import torch
     from diffusers import StableDiffusionPipeline
-    from scalex.textenc import load_minilm
+
+    from scalex_refworld.textenc import load_minilm
 
     marker = read_marker(path)
     dtype = torch_dtype or torch.float32

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from . import world as W
+from .loader import MARKER
 
 log = logging.getLogger("scalex_refworld.train")
 
@@ -293,7 +294,7 @@ def save_pipeline(out: Path, vae, unet, noise_scheduler, text_encoder, tokenizer
     # the text encoder and tokenizer come from the installed package, never from this folder
     for sub in ("text_encoder", "tokenizer"):
         shutil.rmtree(out / sub, ignore_errors=True)
-    (out / "scalex_reference.json").write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n")
+    (out / MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n")
 
 
 def main(argv=None) -> int:
@@ -328,7 +329,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
-    from scalex.textenc import load_minilm
+    from scalex_refworld.textenc import load_minilm
 
     set_cpu_threads(args.threads)
     torch.manual_seed(args.seed)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -219,6 +220,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(summary.to_string(index=False))
     return 0
+
+
+def run_job(smk) -> None:
+    """Rule validate_reference: :func:`validate` of one readout's findings, after checking that
+    the world's evaluation was measured on this very model."""
+    from scalex.rulekit import run_rule
+
+    def work() -> None:
+        i = smk.input
+        check_evaluation(Path(i.rates).parent, smk.params.digest)
+        out = Path(smk.output.summary).parent
+        summary = validate(
+            i.bias, i.clusters, i.top, i.world, i.rates, out, i.raw_clusters, i.descriptors
+        )
+        logging.getLogger("scalex").info("\n%s", summary.to_string(index=False))
+
+    run_rule(smk, work)
 
 
 if __name__ == "__main__":

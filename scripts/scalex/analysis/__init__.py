@@ -13,12 +13,11 @@ from scalex.analysis.stats import (
     PairedBootstrap,
     bootstrap_directions,
     bootstrap_dots,
-    cosine,
     cosine_from_dots,
     direction,
     percentile_ci,
-    unit,
 )
+from scalex.vectors import cosine, unit
 
 __all__ = [
     "ConceptData",

@@ -22,20 +22,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from scalex.vectors import unit
+
 #: Steps argument accepted throughout: ``None`` (all kept steps), one step index, or several.
 Steps = int | Sequence[int] | None
 
 #: Default memory budget (bytes) for the replicate sums held at once by :func:`bootstrap_dots`.
 DEFAULT_MAX_BYTES = 256 * 2**20
-
-
-def unit(v: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Scale ``v`` to unit norm along ``axis``; raise for a zero vector (no direction)."""
-    v = np.asarray(v, dtype=np.float32)
-    norm = np.linalg.norm(v, axis=axis, keepdims=True)
-    if np.any(norm == 0) or not np.all(np.isfinite(norm)):
-        raise ValueError("cannot normalise a zero (or non-finite) vector: it has no direction")
-    return (v / norm).astype(np.float32)
 
 
 def _check_diffs(diffs: np.ndarray, name: str = "diffs") -> None:
@@ -70,21 +63,6 @@ def direction(diffs: np.ndarray, steps: Steps = None) -> np.ndarray:
             "the mean difference to the baseline is the zero vector: the concept has no direction"
         )
     return unit(mean.astype(np.float32))
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray | float:
-    """Cosine similarity along the last axis (broadcasting); a float for two 1-D vectors.
-
-    Raises ``ValueError`` for a zero vector rather than silently returning NaN.
-    """
-    a64 = np.asarray(a, dtype=np.float64)
-    b64 = np.asarray(b, dtype=np.float64)
-    na = np.linalg.norm(a64, axis=-1)
-    nb = np.linalg.norm(b64, axis=-1)
-    if np.any(na == 0) or np.any(nb == 0):
-        raise ValueError("cosine of a zero vector is undefined")
-    out = np.sum(a64 * b64, axis=-1) / (na * nb)
-    return float(out) if np.ndim(out) == 0 else out
 
 
 def percentile_ci(

@@ -7,7 +7,7 @@ import time
 import h5py
 import numpy as np
 import pytest
-from scalex.store import (
+from scalex.io import (
     ACTIVATIONS,
     FORMAT_VERSION,
     StoreError,
@@ -149,7 +149,7 @@ def test_writes_reach_the_disk_before_the_rename(tmp_path, monkeypatch):
     """fsync of the finished temporary file, then the rename, then the folder."""
     import os
 
-    from scalex import store
+    from scalex import io as store
 
     events: list[str] = []
     real_fsync, real_replace = os.fsync, os.replace
@@ -173,3 +173,49 @@ def test_writes_reach_the_disk_before_the_rename(tmp_path, monkeypatch):
     assert events[0].startswith("fsync:.t.tsv.tmp-") and events[1] == "replace"
     assert (tmp_path / "t.tsv").read_text() == "a\tb\n"
     assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_files_carry_the_code_that_wrote_them_and_the_audit_reports_other_code(tmp_path):
+    """A fix to the package must not leave old results looking current: each file names the
+    code version that wrote it, and the tree audit lists files written by other code."""
+    from scalex.io import audit_tree, other_code_note
+    from scalex.provenance import code_version
+
+    tree = tmp_path / "results" / "model-abcd1234"
+    _write(tree / "activations" / "b0000.h5")
+    _write(tree / "activations" / "b0001.h5")
+    with h5py.File(tree / "activations" / "b0000.h5") as f:
+        assert f.attrs["code_version"] == code_version()
+    assert code_version().startswith("0.") and "+src." in code_version()
+    audit = audit_tree(tree, "abcd1234")
+    assert len(audit["checked"]) == 2 and audit["other_code"] == []
+    assert other_code_note(audit, tree) is None
+
+    with h5py.File(tree / "activations" / "b0001.h5", "r+") as f:
+        f.attrs["code_version"] = "0.0.9+src.000000000000"
+    audit = audit_tree(tree, "abcd1234")
+    assert audit["other_code"] == ["0.0.9+src.000000000000: 1 files"]
+    note = other_code_note(audit, tree)
+    assert "0.0.9+src.000000000000: 1 files" in note and code_version() in note
+
+
+def test_code_version_changes_with_any_module(tmp_path, monkeypatch):
+    """The stamp digests the package source: editing one module changes it."""
+    import shutil
+
+    import scalex
+    from scalex import provenance
+
+    copy = tmp_path / "scalex"
+    shutil.copytree(scalex.__path__[0], copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(provenance, "__file__", str(copy / "provenance.py"))
+    provenance.code_version.cache_clear()
+    try:
+        before = provenance.code_version()
+        (copy / "steps" / "clusters.py").write_text(
+            (copy / "steps" / "clusters.py").read_text() + "\n# a fix\n"
+        )
+        provenance.code_version.cache_clear()
+        assert provenance.code_version() != before
+    finally:
+        provenance.code_version.cache_clear()

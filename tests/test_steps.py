@@ -1,4 +1,4 @@
-"""The rule functions end to end on a tiny model, without Snakemake."""
+"""The rule steps (scalex.steps) end to end on a tiny model, without Snakemake."""
 
 from __future__ import annotations
 
@@ -12,20 +12,23 @@ from conftest import workflow_config, write_sheet
 from scalex.concepts import baseline_concept, load_concepts
 from scalex.config import extraction_settings, seeds, settings_hash, validate_config
 from scalex.extract import HSpaceExtractor
-from scalex.jobs import (
-    compute_clusters,
-    compute_directions,
-    compute_similarity,
-    extract_shard,
-    load_model,
-    prompt_record,
+from scalex.io import (
+    ACTIVATIONS,
+    StoreError,
+    open_checked,
+    read_activations,
     read_directions,
     read_prompts,
     read_similarity,
-    sampling_settings,
+    read_strings,
     write_prompts,
 )
-from scalex.store import ACTIVATIONS, StoreError, open_checked, read_activations, read_strings
+from scalex.models import load_model
+from scalex.steps.clusters import run as compute_clusters
+from scalex.steps.directions import run as compute_directions
+from scalex.steps.extract import run as extract_shard
+from scalex.steps.extract import sampling_settings
+from scalex.steps.similarity import run as compute_similarity
 
 ROWS = [
     ("doctor", "professions", "doctor"),
@@ -46,24 +49,27 @@ def pipeline(tmp_path_factory, tiny_models, tiny_pipes):
     )
     concepts = load_concepts(cfg)
     concepts["baseline"] = baseline_concept(cfg)
-    files = {}
-    for cid, concept in concepts.items():
-        files[cid] = root / "prompts" / f"{cid}.json"
-        write_prompts(prompt_record(concept, seeds(cfg)), files[cid])
+    files = {
+        "b0000": root / "prompts" / "b0000.json",
+        "baseline": root / "prompts" / "baseline.json",
+    }
+    bucket = ("doctor", "nurse", "engineer", "woman")
+    write_prompts([concepts[c].spec() for c in bucket], seeds(cfg), files["b0000"])
+    write_prompts([concepts["baseline"].spec()], seeds(cfg), files["baseline"])
     settings = extraction_settings(cfg)
     h = settings_hash(cfg)
     pipe_info = load_model(settings, RUNTIME)
     shard = root / "activations" / "b0000.h5"
     base = root / "activations" / "baseline.h5"
     extract_shard(
-        [files[c] for c in ("doctor", "nurse", "engineer", "woman")],
+        files["b0000"],
         shard,
         settings,
         h,
         RUNTIME,
         pipe_and_info=pipe_info,
     )
-    extract_shard([files["baseline"]], base, settings, h, RUNTIME)  # loads the model itself
+    extract_shard(files["baseline"], base, settings, h, RUNTIME)  # loads the model itself
     return {
         "root": root,
         "cfg": cfg,
@@ -77,17 +83,22 @@ def pipeline(tmp_path_factory, tiny_models, tiny_pipes):
     }
 
 
-def test_prompt_files_are_canonical(pipeline):
-    record = read_prompts(pipeline["files"]["nurse"])
-    assert record == {
+def test_prompt_files_are_canonical(pipeline, tmp_path):
+    doc = read_prompts(pipeline["files"]["b0000"])
+    assert doc["seeds"] == [0, 1]
+    assert [c["id"] for c in doc["concepts"]] == ["doctor", "nurse", "engineer", "woman"]
+    assert doc["concepts"][1] == {
         "id": "nurse",
         "set": "professions",
         "prompts": ["a photo of a nurse", "a photo of a caregiver"],
         "template_index": [0, 0],
-        "seeds": [0, 1],
     }
-    text = pipeline["files"]["nurse"].read_text()
-    assert text == json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n"
+    text = pipeline["files"]["b0000"].read_text()
+    assert text == json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n"
+    foreign = tmp_path / "b0001.json"
+    foreign.write_text('{"id": "nurse"}')
+    with pytest.raises(StoreError, match="b0001.json: not a scalex prompt file"):
+        read_prompts(foreign)
 
 
 def test_shard_contents(pipeline):
@@ -210,8 +221,10 @@ def test_shard_from_other_settings_is_rejected(pipeline, tiny_models):
     other_hash = settings_hash(other_cfg)
     assert other_hash != pipeline["hash"]
     other_shard = root / "other" / "b0000.h5"
+    doctor = root / "other" / "doctor.json"
+    write_prompts([pipeline["concepts"]["doctor"].spec()], [0, 1], doctor)
     extract_shard(
-        [pipeline["files"]["doctor"]],
+        doctor,
         other_shard,
         extraction_settings(other_cfg),
         other_hash,
@@ -222,31 +235,35 @@ def test_shard_from_other_settings_is_rejected(pipeline, tiny_models):
     with pytest.raises(StoreError, match="comes from settings") as info:
         compute_directions(other_shard, pipeline["baseline"], out, pipeline["hash"])
     assert str(other_shard) in str(info.value)
-    with pytest.raises(StoreError) as info:
+    with pytest.raises(StoreError, match="comes from settings") as info:
         compute_directions(pipeline["shard"], pipeline["baseline"], out, other_hash)
-    assert str(pipeline["baseline"]) in str(info.value)
+    assert str(pipeline["shard"]) in str(info.value)
     assert not out.exists()
 
 
-def test_mixed_seeds_in_a_shard_are_refused(pipeline, tmp_path):
-    odd = tmp_path / "odd.json"
-    write_prompts(read_prompts(pipeline["files"]["doctor"]) | {"seeds": [5, 6]}, odd)
-    with pytest.raises(ValueError, match="odd.json"):
-        extract_shard(
-            [pipeline["files"]["nurse"], odd],
-            tmp_path / "x.h5",
-            pipeline["settings"],
-            pipeline["hash"],
-            RUNTIME,
-        )
-    assert not (tmp_path / "x.h5").exists()
+def test_pairing_refuses_a_shard_without_the_baselines_seeds(pipeline, tmp_path):
+    """Pairing is by seed: a shard that lacks one of the baseline's seeds cannot be paired."""
+    prompts = tmp_path / "b0000.json"
+    write_prompts([pipeline["concepts"]["doctor"].spec()], [0, 5], prompts)
+    shard = tmp_path / "b0000.h5"
+    extract_shard(
+        prompts,
+        shard,
+        pipeline["settings"],
+        pipeline["hash"],
+        RUNTIME,
+        pipe_and_info=(pipeline["pipe"], load_model(pipeline["settings"], RUNTIME)[1]),
+    )
+    with pytest.raises(ValueError, match=r"b0000.h5: has no samples for seeds \[1\]"):
+        compute_directions(shard, pipeline["baseline"], tmp_path / "d.h5", pipeline["hash"])
+    assert not (tmp_path / "d.h5").exists()
 
 
 def test_pairing_refuses_mixed_noise_sources(pipeline, tmp_path):
     """A shard whose seeds drew their noise on another device cannot pair with the baseline."""
     import shutil
 
-    from scalex.jobs import load_differences
+    from scalex.differences import load_concept_diffs
 
     with h5py.File(pipeline["shard"]) as f:
         assert f.attrs["noise_source"] == "cpu" and f.attrs["device"] == "cpu"
@@ -255,7 +272,7 @@ def test_pairing_refuses_mixed_noise_sources(pipeline, tmp_path):
     with h5py.File(other, "r+") as f:
         f.attrs["noise_source"] = "cuda"
     with pytest.raises(StoreError, match="noise drawn on 'cuda'"):
-        load_differences(other, pipeline["baseline"], pipeline["hash"], "mid_block", "pooled")
+        load_concept_diffs(other, pipeline["baseline"], pipeline["hash"], "mid_block", "pooled")
 
 
 def test_extraction_refuses_a_model_changed_after_planning(pipeline, tmp_path):
@@ -263,7 +280,7 @@ def test_extraction_refuses_a_model_changed_after_planning(pipeline, tmp_path):
     import shutil
 
     from scalex.errors import ModelError
-    from scalex.jobs import check_model_content
+    from scalex.models import check_model_content
     from scalex.provenance import model_content
 
     model = tmp_path / "model"
@@ -300,7 +317,7 @@ def test_large_runs_store_neighbours_not_matrices(pipeline, tmp_path):
 
 
 def test_full_similarity_rule():
-    from scalex.jobs import full_similarity
+    from scalex.steps.similarity import full_similarity
 
     assert full_similarity(2000) and not full_similarity(2001)
     assert full_similarity(10**6, "always") and not full_similarity(3, "never")

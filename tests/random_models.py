@@ -41,7 +41,7 @@ SD15_UNET: dict[str, Any] = {
 
 
 def _tokenizer(max_length: int = 16):
-    from scalex.textenc import load_minilm
+    from scalex_refworld.textenc import load_minilm
 
     _, tokenizer = load_minilm(max_length)
     return tokenizer
@@ -193,7 +193,7 @@ def save_random_pipeline(family: str, out_dir: str | Path, seed: int = 0, size: 
 
 
 def main(argv: list[str] | None = None) -> None:
-    """CLI: ``python -m scalex.random_models FAMILY OUT_DIR [--seed N] [--size tiny|sd15]``."""
+    """CLI: ``python tests/random_models.py FAMILY OUT_DIR [--seed N] [--size tiny|sd15]``."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)

@@ -1,0 +1,116 @@
+# The reference worlds (package scalex_refworld, a plug-in of the model loader), included by the
+# Snakefile only when that package is installed. The committed reference worlds: tiny Stable-Diffusion-style pipelines of a pictogram world with
+# planted, known biases (package scalex_refworld), one folder per world under resources/worlds/
+# holding its table (world.tsv), its model (model/) and what the model generates (evaluation/).
+# They are committed to git; these rules rebuild them. Inputs are ancient() so a fresh checkout
+# (arbitrary mtimes) never retrains or re-evaluates; `--forcerun train_world` retrains.
+
+
+rule train_world:
+    """Train a world's model from its table (20-30 minutes on a 2-core CPU)."""
+    input:
+        table=ancient("resources/worlds/{world}/world.tsv"),
+    output:
+        unet="resources/worlds/{world}/model/unet/diffusion_pytorch_model.safetensors",
+        marker="resources/worlds/{world}/model/scalex_reference.json",
+    log:
+        "logs/train_world/{world}.log",
+    benchmark:
+        "benchmarks/train_world/{world}.tsv"
+    conda:
+        "../envs/cpu.yaml"
+    # float reductions depend on the thread count: keep it to reproduce the committed weights
+    threads: 1
+    shell:
+        "python -m scalex_refworld.build_world {wildcards.world} --threads {threads}"
+        " --skip-evaluation > {log:q} 2>&1"
+
+
+rule evaluate_world:
+    """Measure what a world's model generates (stock pipeline, attribute reader)."""
+    input:
+        unet=ancient(
+            "resources/worlds/{world}/model/unet/diffusion_pytorch_model.safetensors"
+        ),
+        marker=ancient("resources/worlds/{world}/model/scalex_reference.json"),
+        table=ancient("resources/worlds/{world}/world.tsv"),
+    output:
+        rates="resources/worlds/{world}/evaluation/rates.tsv",
+        summary="resources/worlds/{world}/evaluation/summary.json",
+    log:
+        "logs/evaluate_world/{world}.log",
+    benchmark:
+        "benchmarks/evaluate_world/{world}.tsv"
+    conda:
+        "../envs/cpu.yaml"
+    threads: 1
+    shell:
+        "python -m scalex_refworld.build_world {wildcards.world} --threads {threads}"
+        " --skip-training > {log:q} 2>&1"
+
+
+# -- ground truth: on a reference-world model, compare every readout's findings with the world's
+# planted table and the rates its model realises ------------------------------------------------
+#: The model has ground truth and the analyses that validation reads are configured.
+VALIDATION = (
+    GROUND_TRUTH is not None and "gender" in ANALYSIS["defaults"] and descriptors_on()
+)
+
+
+if VALIDATION:
+    EXTRA_OUTPUTS += [f"{TREE}/{r}/validation/summary.tsv" for r in READOUTS]
+    EXTRA_OUTPUTS.append(f"{TREE}/validation/summary.tsv")
+
+
+rule validate_reference:
+    """Compare one readout's findings with the biases and families of the model's world."""
+    input:
+        bias=f"{TREE}/{{readout}}/analysis/defaults/gender/bias.tsv",
+        clusters=f"{TREE}/{{readout}}/clusters/{DECLARED_VARIANT}/clusters.tsv",
+        raw_clusters=f"{TREE}/{{readout}}/clusters/raw/clusters.tsv",
+        top=f"{TREE}/{{readout}}/analysis/descriptors/top_descriptors.tsv",
+        descriptors=f"{TREE}/{{readout}}/analysis/descriptors/descriptors.tsv",
+        world=str(GROUND_TRUTH),
+        rates=str(Path(GROUND_TRUTH or ".").parent / "evaluation" / "rates.tsv"),
+    output:
+        summary=report(
+            f"{TREE}/{{readout}}/validation/summary.tsv",
+            caption="../resources/report/validation.rst",
+            category="Ground truth",
+            subcategory="{readout} readout",
+        ),
+        gender=f"{TREE}/{{readout}}/validation/gender_defaults.tsv",
+        clustering=f"{TREE}/{{readout}}/validation/clustering.tsv",
+        descriptors=f"{TREE}/{{readout}}/validation/descriptors.tsv",
+    log:
+        logfile("validate_reference", "readout"),
+    benchmark:
+        benchfile("validate_reference", "readout")
+    conda:
+        "../envs/cpu.yaml"
+    params:
+        digest=SETTINGS["model"]["content"],
+    script:
+        "../scripts/validate_reference.py"
+
+
+rule validation_summary:
+    """One table of every readout's ground-truth figures (readout x metric)."""
+    input:
+        expand(f"{TREE}/{{readout}}/validation/summary.tsv", readout=READOUTS),
+    output:
+        report(
+            f"{TREE}/validation/summary.tsv",
+            caption="../resources/report/validation.rst",
+            category="Ground truth",
+        ),
+    log:
+        logfile("validation_summary"),
+    benchmark:
+        benchfile("validation_summary")
+    conda:
+        "../envs/cpu.yaml"
+    params:
+        readouts=READOUTS,
+    script:
+        "../scripts/validation_summary.py"

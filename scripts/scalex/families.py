@@ -1,0 +1,121 @@
+"""What differs between model families at the UNet call, one small adapter per family.
+
+In the manner of diffusers' ``modular_pipelines``: the denoising loop is shared, and a family
+supplies only its text conditioning (one text encoder, or SDXL's two with a pooled embedding),
+its added conditions (SDXL's size and crop ids) and its timestep conditioning (the guidance
+embedding of LCM-distilled UNets). Adding a family is adding an adapter here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+
+class FamilyAdapter:
+    """Conditioning of a Stable-Diffusion-style UNet with one text encoder (SD 1.x, SD 2.x, the
+    reference worlds). Prompts are encoded one at a time and cached, so a prompt's embedding
+    never depends on its batch neighbours."""
+
+    def __init__(
+        self,
+        pipe: Any,
+        device: torch.device,
+        *,
+        cfg: bool,
+        negative_prompt: str = "",
+        height: int,
+        width: int,
+    ):
+        self.pipe = pipe
+        self.device = device
+        self.cfg = cfg
+        self.negative_prompt = negative_prompt or None
+        self.height, self.width = height, width
+        self._cache: dict[str, dict[str, torch.Tensor]] = {}
+        self._uncond: dict[str, torch.Tensor] | None = None
+
+    # -- text --------------------------------------------------------------------------------
+    def _encode(self, prompt: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(conditional, unconditional) states of one prompt."""
+        pe, npe = self.pipe.encode_prompt(
+            [prompt], self.device, 1, self.cfg, negative_prompt=self.negative_prompt
+        )
+        return {"embeds": pe}, {"embeds": npe}
+
+    def encode(self, prompt: str) -> dict[str, torch.Tensor]:
+        """Cached text states of one prompt (one text-encoder call per distinct prompt)."""
+        if prompt not in self._cache:
+            with torch.inference_mode():
+                cond, uncond = self._encode(prompt)
+            self._cache[prompt] = cond
+            if self.cfg and self._uncond is None:
+                self._uncond = uncond
+        return self._cache[prompt]
+
+    # -- the UNet's conditioning ---------------------------------------------------------------
+    def added_conditions(self, encoded: Sequence[dict[str, torch.Tensor]]) -> dict | None:
+        """The UNet's ``added_cond_kwargs`` for a batch (none for this family)."""
+        return None
+
+    def conditioning(
+        self, prompts: Sequence[str], cfg: bool | None = None
+    ) -> tuple[torch.Tensor, dict | None]:
+        """``encoder_hidden_states`` and ``added_cond_kwargs`` of a batch of prompts, with the
+        unconditional half first when ``cfg`` (default: the adapter's own setting)."""
+        cfg = self.cfg if cfg is None else cfg
+        encoded = [self.encode(p) for p in prompts]
+        embeds = torch.cat([e["embeds"] for e in encoded])
+        added = self.added_conditions(encoded)
+        if not cfg:
+            return embeds, added
+        if self._uncond is None:
+            raise RuntimeError("classifier-free guidance asked of an adapter built without it")
+        n = len(prompts)
+        uncond_added = self.added_conditions([self._uncond] * n)
+        embeds = torch.cat([self._uncond["embeds"].expand(n, -1, -1), embeds])
+        if added is not None and uncond_added is not None:
+            added = {key: torch.cat([uncond_added[key], added[key]]) for key in added}
+        return embeds, added
+
+    def timestep_conditioning(self, n: int, guidance_scale: float) -> torch.Tensor | None:
+        """The guidance embedding of an LCM-distilled UNet (``time_cond_proj_dim``), else None."""
+        unet = self.pipe.unet
+        dim = unet.config.get("time_cond_proj_dim")
+        if dim is None:
+            return None
+        w = torch.tensor(float(guidance_scale) - 1.0).repeat(n)
+        return self.pipe.get_guidance_scale_embedding(w, embedding_dim=dim).to(
+            device=self.device, dtype=unet.dtype
+        )
+
+
+class StableDiffusionXLAdapter(FamilyAdapter):
+    """SDXL: two text encoders, a pooled text embedding and the size/crop ids as added
+    conditions (original size = target size = the sampled image, no crop, as the stock
+    pipeline's defaults)."""
+
+    def _encode(self, prompt: str) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        pe, npe, pooled, npooled = self.pipe.encode_prompt(
+            prompt=[prompt],
+            device=self.device,
+            num_images_per_prompt=1,
+            do_classifier_free_guidance=self.cfg,
+            negative_prompt=self.negative_prompt,
+        )
+        return {"embeds": pe, "pooled": pooled}, {"embeds": npe, "pooled": npooled}
+
+    def added_conditions(self, encoded: Sequence[dict[str, torch.Tensor]]) -> dict | None:
+        pooled = torch.cat([e["pooled"].expand(1, -1) for e in encoded])
+        ids = [self.height, self.width, 0, 0, self.height, self.width]
+        time_ids = torch.tensor([ids], dtype=pooled.dtype, device=self.device)
+        return {"text_embeds": pooled, "time_ids": time_ids.repeat(len(encoded), 1)}
+
+
+def adapter_class(pipe: Any) -> type[FamilyAdapter]:
+    """The adapter of a loaded pipeline: SDXL when it has a second text encoder."""
+    if getattr(pipe, "text_encoder_2", None) is not None:
+        return StableDiffusionXLAdapter
+    return FamilyAdapter

@@ -1,0 +1,62 @@
+"""Rule descriptors: rank identity descriptors (e.g. "young", "elderly") of each target concept
+by how far its "<descriptor> <concept>" prompts move H-space along each descriptor axis."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from scalex.differences import load_job_diffs
+from scalex.io import write_tsv
+from scalex.rulekit import run_rule
+
+
+def run(
+    data: dict[str, Any],
+    targets: Sequence[str],
+    axes: Mapping[str, Sequence[str]],
+    out_dir: str | Path,
+    boot: Mapping[str, Any],
+) -> pd.DataFrame:
+    """Descriptor ranking per concept and axis: table, top-1 table and heatmap."""
+    from scalex.analysis import figures
+    from scalex.analysis.descriptors import descriptor_alignment, top_descriptors
+
+    out = Path(out_dir)
+    slug_axes = {axis: [descriptor_slug(v) for v in values] for axis, values in axes.items()}
+    table = descriptor_alignment(
+        data["diffs"],
+        list(targets),
+        slug_axes,
+        templates=data["templates"],
+        n_boot=boot["bootstrap"],
+        level=boot["confidence"],
+        seed=boot["seed"],
+    )
+    write_tsv(table, out / "descriptors.tsv")
+    write_tsv(top_descriptors(table), out / "top_descriptors.tsv")
+    figures.descriptor_heatmap(table, out / "descriptors.png")
+    return table
+
+
+def descriptor_slug(value: str) -> str:
+    """How a descriptor value appears in derived concept ids (see concepts.py)."""
+    return value.lower().replace(" ", "-")
+
+
+def main(smk: Any) -> None:
+    def work() -> None:
+        data = load_job_diffs(smk)
+        run(
+            data,
+            smk.params.targets,
+            json.loads(smk.params.axes)["axes"],
+            Path(smk.output.table).parent,
+            json.loads(smk.params.bootstrap),
+        )
+
+    run_rule(smk, work)
