@@ -58,6 +58,11 @@ rule descriptors:
             category="Descriptors ({readout} readout)",
         ),
         top=f"{TREE}/{{readout}}/analysis/descriptors/top_descriptors.tsv",
+        votes=report(
+            f"{TREE}/{{readout}}/analysis/descriptors/votes.tsv",
+            caption="../resources/report/descriptor_votes.rst",
+            category="Descriptors ({readout} readout)",
+        ),
         figure=report(
             f"{TREE}/{{readout}}/analysis/descriptors/descriptors.png",
             caption="../resources/report/descriptors.rst",

@@ -70,6 +70,7 @@ rule validate_reference:
         raw_clusters=f"{TREE}/{{readout}}/clusters/raw/clusters.tsv",
         top=f"{TREE}/{{readout}}/analysis/descriptors/top_descriptors.tsv",
         descriptors=f"{TREE}/{{readout}}/analysis/descriptors/descriptors.tsv",
+        votes=f"{TREE}/{{readout}}/analysis/descriptors/votes.tsv",
         world=str(GROUND_TRUTH),
         rates=str(Path(GROUND_TRUTH or ".").parent / "evaluation" / "rates.tsv"),
     output:

@@ -105,3 +105,31 @@ def test_name_format_steps_and_errors():
         )
     single = descriptor_alignment(diffs, ["nurse"], {"age": ["young"]}, n_boot=20)
     assert single["rank"].tolist() == [1] and np.isnan(single["margin"].iloc[0])
+
+
+def test_votes_count_the_samples_nearest_each_value():
+    """Each sample votes for the described variant it lies nearest to at the same template and
+    seed: a concept whose samples are copies of "female X" for 5 of 8 seeds and of "male X" for
+    the rest has a female share of 5/8, whatever common offset (a look) all three share."""
+    from scalex.analysis.descriptors import descriptor_votes
+
+    rng = np.random.default_rng(0)
+    shape = (2, 8, 3, 16)  # prompts, seeds, steps, features
+    look = rng.normal(size=shape[-1]) * 10  # shared by the concept and its variants
+    female = rng.normal(size=shape) + look
+    male = rng.normal(size=shape) + look
+    is_female = np.array([1, 0, 1, 1, 0, 1, 0, 1], dtype=bool)
+    concept = np.where(is_female[None, :, None, None], female, male)
+    concept = concept + 0.05 * rng.normal(size=shape)
+    diffs = {"nurse": concept, "female-nurse": female, "male-nurse": male}
+    table = descriptor_votes(diffs, ["nurse"], {"gender": ["female", "male"]}, n_boot=200)
+    share = table.set_index("descriptor")["share"]
+    assert share["female"] == pytest.approx(5 / 8) and share["male"] == pytest.approx(3 / 8)
+    row = table.set_index("descriptor").loc["female"]
+    assert row["ci_low"] <= 5 / 8 <= row["ci_high"] and row["samples"] == 16
+    with pytest.raises(ValueError, match="share the concept's templates and seeds"):
+        descriptor_votes(
+            diffs | {"male-nurse": male[:, :4]}, ["nurse"], {"gender": ["female", "male"]}
+        )
+    with pytest.raises(KeyError, match="old-nurse"):
+        descriptor_votes(diffs, ["nurse"], {"age": ["old", "young"]})

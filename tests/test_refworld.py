@@ -316,3 +316,32 @@ def test_evaluation_tables_on_tiny_model(tiny_model, tmp_path):
     assert ("a photo of an old rich female doctor", "full") in [(c, n["set"]) for c, n in items]
     h_rows, corr = E.hspace_defaults(pipe, WORLD, seeds=2, steps=2)
     assert len(h_rows) == 12 * 3 and set(corr) == {"gender", "age", "wealth"}
+
+
+def test_heldout_world_draws_follow_the_procedure(tmp_path):
+    """A held-out table is drawn, not designed: deterministic from its seed, families that cut
+    across the semantic categories, the fixed rate values, weakly correlated rate columns."""
+    from scalex_refworld import heldout_world as H
+
+    text = H.draw(7)
+    assert text == H.draw(7) and text != H.draw(8)
+    path = tmp_path / "world.tsv"
+    path.write_text(text)
+    world = W.World.from_table(path, name="draw")
+    category = {p: c for c, ps in H.CATEGORIES.items() for p in ps}
+    assert sorted(world.professions) == sorted(category)
+    for profs in world.families.values():
+        assert len(profs) == 3 and len({category[p] for p in profs}) == 3
+        colours = [world.accessory_colour[p] for p in profs]
+        assert all(
+            W._distance(a, b) >= H.MIN_ACCESSORY_DISTANCE
+            for i, a in enumerate(colours)
+            for b in colours[i + 1 :]
+        )
+    rates = np.array([[world.rates[p][k] for k in W.RATE_COLUMNS] for p in world.professions])
+    np.testing.assert_allclose(sorted(rates[:, 0]), H.P_WOMAN)
+    np.testing.assert_allclose(sorted(rates[:, 1]), sorted(H.LOW_HIGH))
+    corr = np.corrcoef(rates.T)[np.triu_indices(3, 1)]
+    assert np.abs(corr).max() < H.MAX_CORRELATION
+    committed = (W.world_table("heldout3")).read_text()
+    assert committed == H.draw(1129)  # the committed held-out table is the seed's draw

@@ -81,6 +81,7 @@ def validate(
     out_dir: str | Path,
     raw_clusters_tsv: str | Path | None = None,
     descriptors_tsv: str | Path | None = None,
+    votes_tsv: str | Path | None = None,
 ) -> pd.DataFrame:
     """Write the validation tables into ``out_dir`` and return the summary.
 
@@ -175,6 +176,26 @@ def validate(
                 spearmanr(frame["margin"], frame["realised"], nan_policy="omit")[0]
             )
             counts.append(len(frame))
+    if votes_tsv is not None and "gender" in realised:
+        axis, woman, _ = GENDER_DESCRIPTORS
+        votes = pd.read_csv(votes_tsv, sep="\t")
+        votes = votes[
+            (votes["axis"] == axis)
+            & (votes["descriptor"] == woman)
+            & votes["concept"].isin(world.professions)
+        ].set_index("concept")
+        if not votes.empty:
+            frame = pd.DataFrame(
+                {
+                    "share_female": votes["share"],
+                    "realised": realised["gender"].reindex(votes.index),
+                }
+            )
+            _write(frame.reset_index(), out / "gender_votes.tsv")
+            values["spearman_realised_vote"] = float(
+                spearmanr(frame["share_female"], frame["realised"], nan_policy="omit")[0]
+            )
+            counts.append(len(frame))
     summary = pd.DataFrame(
         {
             "metric": list(values),
@@ -205,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument(name)
     parser.add_argument("--raw-clusters", help="clusters of the raw directions")
     parser.add_argument("--descriptors", help="the full descriptor table (descriptors.tsv)")
+    parser.add_argument("--votes", help="the per-sample descriptor votes (votes.tsv)")
     parser.add_argument("--model-digest", help="refuse rates measured on another model")
     a = parser.parse_args(argv)
     check_evaluation(Path(a.rates).parent, a.model_digest)
@@ -217,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         a.out,
         a.raw_clusters,
         a.descriptors,
+        a.votes,
     )
     print(summary.to_string(index=False))
     return 0
@@ -232,7 +255,15 @@ def run_job(smk) -> None:
         check_evaluation(Path(i.rates).parent, smk.params.digest)
         out = Path(smk.output.summary).parent
         summary = validate(
-            i.bias, i.clusters, i.top, i.world, i.rates, out, i.raw_clusters, i.descriptors
+            i.bias,
+            i.clusters,
+            i.top,
+            i.world,
+            i.rates,
+            out,
+            i.raw_clusters,
+            i.descriptors,
+            i.votes,
         )
         logging.getLogger("scalex").info("\n%s", summary.to_string(index=False))
 

@@ -22,9 +22,10 @@ def run(
     out_dir: str | Path,
     boot: Mapping[str, Any],
 ) -> pd.DataFrame:
-    """Descriptor ranking per concept and axis: table, top-1 table and heatmap."""
+    """Descriptor ranking per concept and axis (table, top-1 table, heatmap), and the share of
+    each concept's samples nearest each descriptor value (``votes.tsv``)."""
     from scalex.analysis import figures
-    from scalex.analysis.descriptors import descriptor_alignment, top_descriptors
+    from scalex.analysis.descriptors import descriptor_alignment, descriptor_votes, top_descriptors
 
     out = Path(out_dir)
     slug_axes = {axis: [descriptor_slug(v) for v in values] for axis, values in axes.items()}
@@ -39,6 +40,11 @@ def run(
     )
     write_tsv(table, out / "descriptors.tsv")
     write_tsv(top_descriptors(table), out / "top_descriptors.tsv")
+    votes = descriptor_votes(
+        data["diffs"], list(targets), slug_axes, n_boot=boot["bootstrap"],
+        level=boot["confidence"], seed=boot["seed"],
+    )  # fmt: skip
+    write_tsv(votes, out / "votes.tsv")
     figures.descriptor_heatmap(table, out / "descriptors.png")
     return table
 
