@@ -107,13 +107,15 @@ def table():
 
 
 def test_committed_worlds_are_all_there():
-    assert WORLDS == ["heldout", "heldout2", "opposed", "scrambled", "stereotyped"]
+    assert WORLDS == ["heldout", "heldout2", "heldout3", "opposed", "scrambled", "stereotyped"]
     for name in WORLDS:
         size = sum(f.stat().st_size for f in W.world_model(name).rglob("*") if f.is_file())
         assert size <= 20e6, name
 
 
-@pytest.mark.parametrize("name", ["stereotyped", "opposed", "scrambled", "heldout", "heldout2"])
+@pytest.mark.parametrize(
+    "name", ["stereotyped", "opposed", "scrambled", "heldout", "heldout2", "heldout3"]
+)
 def test_world_table_constraints(name):
     world = W.load_world(name)
     table = world.rates
@@ -143,7 +145,7 @@ def test_opposed_world_reverses_every_rate():
             assert op.rates[p][col] == pytest.approx(1 - st.rates[p][col])
 
 
-@pytest.mark.parametrize("name", ["scrambled", "heldout", "heldout2"])
+@pytest.mark.parametrize("name", ["scrambled", "heldout", "heldout2", "heldout3"])
 def test_non_semantic_families_cut_across_semantic_categories(name):
     st, sc = W.load_world("stereotyped"), W.load_world(name)
     assert sorted(sc.professions) == sorted(st.professions)

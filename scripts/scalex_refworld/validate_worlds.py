@@ -33,14 +33,17 @@ from scalex_refworld.validate import TARGETS
 
 ROOT = Path(__file__).resolve().parents[2]
 #: worlds whose truth disagrees with a text encoder's associations: the control must fail there
-DISCRIMINATING = ("opposed", "scrambled", "heldout", "heldout2")
+DISCRIMINATING = ("opposed", "scrambled", "heldout", "heldout2", "heldout3")
 #: the analyses that meet their targets on every world, and the readouts that do it
-VALIDATED = {"ari_families": ("content",), "top1": ("content", "prompt")}
+VALIDATED = {
+    "spearman_realised_vote": ("content",),
+    "ari_families": ("content",),
+    "top1": ("content", "prompt"),
+}
 #: how far the best H-space readout's gender rho must stay above the text control's
 GENDER_MARGIN = 0.3
-#: the gender scores the declared claim (docs/validation.md, deviation 4) compares; the per-sample
-#: vote (deviation 5) is reported beside them until heldout3 judges it
-GENDER_METRICS = ("spearman_realised", "spearman_realised_descriptor")
+#: the gender scores compared with the text control (docs/validation.md, deviations 4 and 5)
+GENDER_METRICS = ("spearman_realised", "spearman_realised_descriptor", "spearman_realised_vote")
 
 
 def world_config(base: dict, world: str, results: Path) -> dict:
