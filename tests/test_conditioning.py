@@ -145,6 +145,31 @@ def test_trace_reads_and_edits_tuple_outputs_and_counts_calls():
         Trace(model, ["nope"])
 
 
+def test_run_until_traced_skips_only_what_follows_the_last_tap():
+    """The forward ends once every traced layer has run: the taps' outputs are the full
+    forward's, the layers after them never run, and a later plain forward runs them again."""
+    ran = []
+
+    class Layer(torch.nn.Module):
+        def __init__(self, name, factor):
+            super().__init__()
+            self.name, self.factor = name, factor
+
+        def forward(self, x):
+            ran.append(self.name)
+            return x * self.factor
+
+    model = torch.nn.Sequential()
+    for name, factor in [("a", 2.0), ("b", 3.0), ("c", 5.0), ("d", 7.0)]:
+        model.add_module(name, Layer(name, factor))
+    with Trace(model, ["c", "a"]) as trace:
+        trace.run_until_traced(model, torch.ones(1))
+        assert ran == ["a", "b", "c"]
+        assert trace.outputs["a"].item() == 2.0 and trace.outputs["c"].item() == 30.0
+        ran.clear()
+        assert model(torch.ones(1)).item() == 210.0 and ran == ["a", "b", "c", "d"]
+
+
 def test_steer_rejects_steps_outside_the_schedule(sd1):
     with pytest.raises(ValueError, match="steps"):
         steer(sd1, PROMPT, _direction(sd1), [1.0], [0], steps=[STEPS], num_inference_steps=STEPS)

@@ -173,14 +173,19 @@ def test_sde_multistep_scheduler_refused(tiny_models):
 @pytest.mark.parametrize("family", ["sd1", "lcm"])
 def test_early_stop(tiny_pipes, family):
     pipe = tiny_pipes(family)
-    calls = []
-    handle = pipe.unet.register_forward_hook(lambda *_: calls.append(1))
+    calls, finished = [], []
+    handles = [
+        pipe.unet.register_forward_pre_hook(lambda *_: calls.append(1)),
+        pipe.unet.conv_out.register_forward_hook(lambda *_: finished.append(1)),
+    ]
     try:
         ex = HSpaceExtractor(pipe, _settings(family, steps=4, keep_steps=(1,)))
         early = ex.run(SAMPLES[:3], progress=False)
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
     assert len(calls) == 2, "steps 0 and 1 only: the loop must stop after the last kept step"
+    assert len(finished) == 1, "the last kept step's forward must end at the tap"
     full = HSpaceExtractor(pipe, _settings(family, steps=4)).run(SAMPLES[:3], progress=False)
     assert early.step_indices.tolist() == [1]
     assert full.step_indices.tolist() == [0, 1, 2, 3]

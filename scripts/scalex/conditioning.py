@@ -238,7 +238,8 @@ def project_images(
                 t_batch = t.reshape(1).expand(n).to(unet.device)
                 noisy = sched.add_noise(latents, noise, t_batch)
                 model_in = sched.scale_model_input(noisy, t)
-                unet(
+                trace.run_until_traced(
+                    unet,
                     model_in,
                     t,
                     encoder_hidden_states=embeds,

@@ -30,6 +30,7 @@ Three *readouts* can be stored from one trajectory (``SamplingSettings.readouts`
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from collections.abc import Sequence
@@ -264,14 +265,20 @@ class HSpaceExtractor:
                 if i < self.last_step or i in steps.get("prompt", ()):
                     model_in = torch.cat([latents] * 2) if self.cfg else latents
                     model_in = scheduler.scale_model_input(model_in, t)
-                    noise_pred = self.unet(
+                    forward = functools.partial(
+                        self.unet,
                         model_in,
                         t,
                         encoder_hidden_states=embeds,
                         timestep_cond=timestep_cond,
                         added_cond_kwargs=added,
                         return_dict=False,
-                    )[0]
+                    )
+                    if i == self.last_step:
+                        # nothing steps on from here: the UNet ends at the deepest tap
+                        trace.run_until_traced(forward)
+                    else:
+                        noise_pred = forward()[0]
                     if i in steps.get("prompt", ()):
                         for tap in settings.taps:
                             h = trace.outputs[tap]
@@ -279,7 +286,9 @@ class HSpaceExtractor:
                                 h = h[n:] if settings.branch == "cond" else h[:n]
                             self._collect(collected["prompt"][tap], h)
                 if content is not None and i in steps["content"]:
-                    self.unet(
+                    # only the tap's state is read under the baseline's text
+                    trace.run_until_traced(
+                        self.unet,
                         scheduler.scale_model_input(latents, t),
                         t,
                         encoder_hidden_states=content[0],

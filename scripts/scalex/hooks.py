@@ -21,6 +21,10 @@ from scalex.errors import ExtractionError
 EditOutput = Callable[[str, torch.Tensor, int], torch.Tensor | None]
 
 
+class StopForward(Exception):
+    """Raised by a :class:`Trace` hook to end a forward once every traced layer has run."""
+
+
 class Trace(contextlib.AbstractContextManager):
     """Forward hooks on ``layers`` (dotted submodule names) of ``model`` for a ``with`` block.
 
@@ -43,6 +47,7 @@ class Trace(contextlib.AbstractContextManager):
         self._edit = edit_output
         self._retain = retain_output
         self._handles = []
+        self._waiting: set[str] | None = None
         for name in layers:
             try:
                 module = model.get_submodule(name)
@@ -54,6 +59,21 @@ class Trace(contextlib.AbstractContextManager):
         """Start counting calls from zero again (before each pipeline call)."""
         self.calls = dict.fromkeys(self.calls, 0)
 
+    def run_until_traced(self, forward: Callable[..., object], *args, **kwargs) -> None:
+        """Run ``forward(*args, **kwargs)`` only until every traced layer has produced its output.
+
+        The rest of the network is skipped (baukit's ``stop=True``): when only the tap's state
+        is wanted, as at the last kept step or for a readout under other text, the up-blocks'
+        half of the UNet is never computed. What the traced layers output is unchanged.
+        """
+        self._waiting = set(self.calls)
+        try:
+            forward(*args, **kwargs)
+        except StopForward:
+            pass
+        finally:
+            self._waiting = None
+
     def _hook(self, name: str):
         def hook(_module, _inputs, output):
             call = self.calls[name]
@@ -62,6 +82,10 @@ class Trace(contextlib.AbstractContextManager):
             edited = self._edit(name, hidden, call) if self._edit is not None else None
             if self._retain:
                 self.outputs[name] = (hidden if edited is None else edited).detach()
+            if self._waiting is not None:
+                self._waiting.discard(name)
+                if not self._waiting:
+                    raise StopForward
             if edited is None:
                 return None  # the module's own output, untouched
             return (edited, *output[1:]) if isinstance(output, tuple) else edited
