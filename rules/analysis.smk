@@ -158,7 +158,7 @@ rule extract_vocabulary:
         benchfile("extract_vocabulary", "vocab", "chunk")
     conda:
         "../envs/gpu.yaml"
-    threads: 8
+    threads: model_threads
     resources:
         gpu=1,
     params:

@@ -16,6 +16,7 @@ if importlib.util.find_spec("scalex") is None:
 from scalex.concepts import (
     BASELINE_ID,
     baseline_concept,
+    bucket_count,
     bucket_of,
     buckets,
     check_analysis_references,
@@ -70,9 +71,11 @@ SEEDS = seeds(config)
 CONCEPTS = load_concepts(config, base=workflow.basedir)
 check_analysis_references(config, CONCEPTS, base=workflow.basedir)
 CONCEPTS[BASELINE_ID] = baseline_concept(config)
-BUCKETS = buckets(
-    [c for c in CONCEPTS if c != BASELINE_ID], config["extraction"]["buckets"]
+N_BUCKETS = bucket_count(
+    config["extraction"]["buckets"],
+    len(SEEDS) * sum(len(c.prompts) for i, c in CONCEPTS.items() if i != BASELINE_ID),
 )
+BUCKETS = buckets([c for c in CONCEPTS if c != BASELINE_ID], N_BUCKETS)
 BUCKETS[BASELINE_ID] = [BASELINE_ID]
 ANALYSIS = config["analysis"]
 #: What the model was built to show (a reference world's planted table), from its loader.
@@ -129,11 +132,7 @@ def concept_buckets():
 
 def shard_of(cid):
     """The activation shard that holds a concept."""
-    bucket = (
-        BASELINE_ID
-        if cid == BASELINE_ID
-        else bucket_of(cid, config["extraction"]["buckets"])
-    )
+    bucket = BASELINE_ID if cid == BASELINE_ID else bucket_of(cid, N_BUCKETS)
     return f"{TREE}/activations/{bucket}.h5"
 
 
@@ -179,6 +178,23 @@ def vocabulary_spec(wildcards):
     terms = VOCAB_CHUNKS[wildcards.vocab][wildcards.chunk]
     record = vocabulary_record(wildcards.vocab, spec["template"], terms)
     return canonical_json({"concepts": [record], "seeds": SEEDS[: spec["seeds"]]})
+
+
+def model_threads(wildcards):
+    """Threads of a job that runs the model (``extraction.threads``).
+
+    ``auto`` shares a local run's cores among its extraction jobs: a small model's layers scale
+    poorly across threads, so two single-thread jobs side by side beat one job on two threads.
+    Not a param: Snakemake never reruns a job for its thread count.
+    """
+    wanted = config["extraction"]["threads"]
+    if wanted != "auto":
+        return wanted
+    cores = workflow.resource_settings.cores
+    if not (workflow.local_exec and isinstance(cores, int) and cores > 0):
+        return 8
+    jobs = len(BUCKETS) + sum(len(chunks) for chunks in VOCAB_CHUNKS.values())
+    return max(1, min(8, cores // max(1, jobs)))
 
 
 def similarity_outputs():
@@ -231,7 +247,7 @@ def directions_for(concept_ids):
     """The direction files (one per hash bucket) that hold the concepts."""
     return sorted(
         {
-            f"{TREE}/{PRIMARY}/directions/{bucket_of(c, config['extraction']['buckets'])}.h5"
+            f"{TREE}/{PRIMARY}/directions/{bucket_of(c, N_BUCKETS)}.h5"
             for c in concept_ids
         }
     )

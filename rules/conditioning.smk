@@ -19,7 +19,7 @@ rule steering:
         benchfile("steering", "name")
     conda:
         "../envs/gpu.yaml"
-    threads: 8
+    threads: model_threads
     resources:
         gpu=1,
     params:
@@ -56,7 +56,7 @@ rule projection:
         benchfile("projection", "name")
     conda:
         "../envs/gpu.yaml"
-    threads: 8
+    threads: model_threads
     resources:
         gpu=1,
     params:

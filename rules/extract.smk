@@ -10,7 +10,7 @@ rule extract:
         benchfile("extract", "bucket")
     conda:
         "../envs/gpu.yaml"
-    threads: 8
+    threads: model_threads
     resources:
         gpu=1,
     # Only what changes the activations is a param: device, batch size, progress and

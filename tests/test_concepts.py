@@ -8,6 +8,7 @@ from scalex.concepts import (
     BASELINE_ID,
     article,
     baseline_concept,
+    bucket_count,
     bucket_of,
     buckets,
     expand,
@@ -236,3 +237,13 @@ def test_bucket_of_is_stable_and_independent():
     assert sum(len(v) for v in with_others.values()) == 200
     assert list(with_others) == sorted(with_others)
     assert buckets(["a", "b"], 1) == {"b0000": ["a", "b"]}
+
+
+def test_auto_bucket_count_doubles_with_the_run():
+    """``auto``: one job up to 4,096 samples, then the smallest power of two keeping buckets at
+    or under 4,096 samples on average; a number is taken as given."""
+    assert bucket_count("auto", 0) == bucket_count("auto", 4096) == 1
+    assert bucket_count("auto", 4097) == 2 and bucket_count("auto", 8192) == 2
+    assert bucket_count("auto", 8193) == 4 and bucket_count("auto", 100_000) == 32
+    assert bucket_count("auto", 10**12) == 4096  # the schema's maximum
+    assert bucket_count(3, 10**6) == 3 and bucket_count(8, 0) == 8

@@ -45,7 +45,8 @@ def test_defaults_filled(tmp_path):
     assert s["scheduler"] == "auto" and s["scheduler_kwargs"] == {} and s["eta"] == 0.0
     e = out["extraction"]
     assert e["taps"] == ["mid_block"] and e["store"] == ["pooled"]
-    assert e["keep_steps"] is None and e["buckets"] == 8 and e["compression"] == "none"
+    assert e["keep_steps"] is None and e["buckets"] == "auto" and e["compression"] == "none"
+    assert e["threads"] == "auto"
     assert out["concepts"]["templates"] == {"default": ["a photo of {article} {term}"]}
     assert out["concepts"]["baseline"] == {"terms": ["person"], "templates": "default"}
     assert out["concepts"]["descriptors"] == {"targets": [], "axes": {}}
@@ -102,6 +103,8 @@ _DELETE = object()
         ("sampling.steps", "two", "sampling.steps"),
         ("sampling.guidance_scale", "high", "sampling.guidance_scale"),
         ("extraction.buckets", 0, "extraction.buckets"),
+        ("extraction.buckets", "many", "extraction.buckets"),
+        ("extraction.threads", 0, "extraction.threads"),
         ("sampling.device", "gpu", "sampling.device"),
         ("sampling.seeds", [3], "sampling.seeds"),
         ("extraction.store", ["pooled", "everything"], "extraction.store"),
@@ -161,6 +164,7 @@ def test_settings_hash_ignores_runtime_keys(base_cfg):
         ("sampling.device", "cuda:1"),
         ("sampling.batch_size", 3),
         ("extraction.buckets", 64),
+        ("extraction.threads", 3),
         ("extraction.progress", True),
         ("extraction.compression", "gzip"),
     ]:

@@ -296,10 +296,39 @@ def test_runtime_options_rerun_nothing(family_run, tmp_path):
         workdir,
         CONCEPT_ROWS,
         sampling={"batch_size": 1, "device": "cpu"},
-        extraction={"progress": True, "compression": "gzip"},
+        extraction={"progress": True, "compression": "gzip", "threads": 1},
     )
     proc = snakemake(workdir, config, "-n", targets=core_targets(config))
     assert planned_jobs(proc.stdout) == set(), proc.stdout
+
+
+def _extract_threads(output: str) -> dict[str, int]:
+    """Bucket -> threads of each extract job a dry run lists (Snakemake omits ``threads: 1``)."""
+    found = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", "\n" + output):
+        if re.match(r"\s*rule extract:", block):
+            bucket = re.search(r"wildcards: bucket=(\S+)", block).group(1)
+            threads = re.search(r"^\s+threads: (\d+)", block, re.M)
+            found[bucket] = int(threads.group(1)) if threads else 1
+    return found
+
+
+def test_auto_buckets_and_threads_fit_the_run(tmp_path, tiny_models):
+    """``buckets: auto`` gives a small run one concept bucket; ``threads: auto`` shares the
+    cores among the run's extraction jobs; numbers are taken as given."""
+    sheet = write_sheet(tmp_path / "concepts.tsv")
+    config = tmp_path / "config.yaml"
+    cfg = workflow_config(tiny_models["sd1"], sheet.resolve())
+    cfg["extraction"].update(buckets="auto", threads="auto")
+    config.write_text(yaml.safe_dump(cfg))
+    auto = _extract_threads(snakemake(tmp_path, config, "-n", "--cores", "8").stdout)
+    assert auto == {"b0000": 4, "baseline": 4}  # 8 cores, 2 extraction jobs
+    cfg["extraction"].update(buckets=3, threads=3)
+    config.write_text(yaml.safe_dump(cfg))
+    given = _extract_threads(snakemake(tmp_path, config, "-n", "--cores", "8").stdout)
+    ids = [cid for cid, _, _ in CONCEPT_ROWS]
+    assert set(given) == {bucket_of(c, 3) for c in ids} | {"baseline"}
+    assert set(given.values()) == {3}
 
 
 def test_resaved_weights_move_the_tree(family_run, tmp_path):

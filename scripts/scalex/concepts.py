@@ -295,6 +295,27 @@ def bucket_of(concept_id: str, buckets: int) -> str:
     return f"b{value:04d}"
 
 
+#: The most samples per extraction job that ``extraction.buckets: auto`` aims at, on average.
+SAMPLES_PER_BUCKET = 4096
+
+
+def bucket_count(setting: int | str, samples: int) -> int:
+    """``extraction.buckets`` resolved for a run of ``samples`` concept samples.
+
+    ``auto`` is the smallest power of two that keeps buckets at or under
+    :data:`SAMPLES_PER_BUCKET` samples on average: small runs get one job (one model load),
+    large ones enough jobs to spread. The count changes only when the run doubles, and then
+    every bucket is extracted again, so growing a run step by step costs at most twice its
+    final extraction; pin the count to avoid even that.
+    """
+    if setting != "auto":
+        return int(setting)
+    count = 1
+    while samples > SAMPLES_PER_BUCKET * count and count < 4096:
+        count *= 2
+    return count
+
+
 def buckets(concepts: Iterable[str], n_buckets: int) -> dict[str, list[str]]:
     """Bucket name -> sorted concept ids, for the buckets that hold any concept."""
     out: dict[str, list[str]] = {}

@@ -31,7 +31,7 @@ CONCEPTS_SCHEMA_PATH = SCHEMA_DIR / "concepts.schema.yaml"
 #: on another device or with another batch size keeps writing the same results tree.
 NON_SEMANTIC = {
     "sampling": ("device", "batch_size"),
-    "extraction": ("buckets", "progress", "compression"),
+    "extraction": ("buckets", "threads", "progress", "compression"),
 }
 
 
@@ -318,7 +318,7 @@ def runtime_options(cfg: dict[str, Any]) -> dict[str, Any]:
         key: cfg[section][key]
         for section, keys in NON_SEMANTIC.items()
         for key in keys
-        if key != "buckets"
+        if key not in ("buckets", "threads")  # they shape the DAG, not a job's work
     }
 
 
