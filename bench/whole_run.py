@@ -1,17 +1,18 @@
 """Benchmark: whole processes, 1,000 samples: the workflow's extraction against plain scripts.
 
-    python bench/whole_run.py [--models reference tiny-sd1] [--repeats 3] [--cores 2]
+    python bench/whole_run.py [--models reference tiny-sd1] [--repeats 3] [--cores 2] [--batch 128]
 
 Three sides produce the same activations (the pooled ``unet.mid_block`` output of the prompt
 readout at every step) for the same 1,000 (prompt, seed) samples plus the baseline's, each timed
 as a whole process from a cold start (interpreter, imports, model load, writing):
 
 - ``workflow``: ``snakemake --cores N`` on the extraction targets (the prompts jobs and one
-  extract job per bucket) from an empty results tree;
+  extract job per bucket) from an empty results tree, with the default ``extraction.buckets``
+  and ``extraction.threads`` (``auto``);
 - ``script-per-sample``: one Python process that loads the pipeline once and calls it once per
   sample with a hook (what a user writes first);
-- ``script-batched``: the same calling the pipeline with 32 prompts and 32 generators at a time
-  (the strongest straightforward script).
+- ``script-batched``: the same calling the pipeline with B prompts and B generators at a time
+  (the strongest straightforward script), B = ``--batch``, the workflow's batch size too.
 
 The scripts' activations are compared with the workflow's shards. Medians of ``--repeats``.
 """
@@ -43,6 +44,7 @@ t0 = time.perf_counter()
 sys.path.insert(0, {scripts!r})
 import numpy as np, torch
 torch.set_num_threads({threads})
+torch.set_flush_denormal(True)  # as the workflow's jobs do
 from scalex.models import load_pipeline
 pipe = load_pipeline({model!r}, device="cpu")
 pipe.set_progress_bar_config(disable=True)
@@ -67,7 +69,7 @@ print(json.dumps({{"total_s": time.perf_counter() - t0}}))
 """
 
 
-def write_workflow(work: Path, model: str) -> Path:
+def write_workflow(work: Path, model: str, batch: int) -> Path:
     sheet = work / "concepts.tsv"
     rows = ["id\tset\tterms\ttemplates"] + [
         f"thing-{i:03d}\tthings\tthing{i}\tdefault" for i in range(N_CONCEPTS)
@@ -77,7 +79,7 @@ def write_workflow(work: Path, model: str) -> Path:
         "results": "results",
         "model": {"id": model},
         "sampling": {"steps": STEPS, "seeds": {"start": 0, "count": N_SEEDS}, "device": "cpu",
-                     "batch_size": 32, "guidance_scale": 1.0},
+                     "batch_size": batch, "guidance_scale": 1.0},
         "extraction": {"readouts": ["prompt"], "progress": False},
         "concepts": {"sheets": [str(sheet)],
                      "templates": {"default": ["a photo of {article} {term}"]},
@@ -90,13 +92,14 @@ def write_workflow(work: Path, model: str) -> Path:
 
 
 def workflow_targets(config: Path) -> tuple[str, list[str]]:
-    from scalex.concepts import BASELINE_ID, buckets, load_concepts
+    from scalex.concepts import BASELINE_ID, bucket_count, buckets, load_concepts
     from scalex.config import load_config, results_tree
 
     cfg = load_config(config)
     tree = results_tree(cfg)
     concepts = load_concepts(cfg, base=config.parent)
-    names = list(buckets(list(concepts), cfg["extraction"]["buckets"])) + [BASELINE_ID]
+    n = bucket_count(cfg["extraction"]["buckets"], N_CONCEPTS * N_SEEDS)
+    names = list(buckets(list(concepts), n)) + [BASELINE_ID]
     return tree, [f"{tree}/activations/{b}.h5" for b in names]
 
 
@@ -125,18 +128,18 @@ def workflow_activations(work: Path, tree: str) -> dict[str, object]:
 def run_side(name: str, work: Path, model: str, args) -> float:
     env = os.environ | {"HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
     if name == "workflow":
-        config = write_workflow(work, model)
+        config = write_workflow(work, model, args.batch)
         _, targets = workflow_targets(config)
         cmd = [sys.executable, "-m", "snakemake", *targets, "--cores", str(args.cores),
                "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work),
                "--configfile", str(config)]  # fmt: skip
     else:
         samples = work / "samples.json"
-        config = write_workflow(work, model)
+        config = write_workflow(work, model, args.batch)
         samples.write_text(json.dumps(samples_of(config)))
         code = SCRIPT.format(scripts=str(ROOT / "scripts"), model=model, samples=str(samples),
                              out=str(work / f"{name}.npy"), steps=STEPS, threads=args.cores,
-                             batch=1 if name == "script-per-sample" else 32)  # fmt: skip
+                             batch=1 if name == "script-per-sample" else args.batch)  # fmt: skip
         cmd = [sys.executable, "-c", code]
     t = time.perf_counter()
     subprocess.run(cmd, check=True, env=env, cwd=work, capture_output=True)
@@ -150,6 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", nargs="+", default=["reference", "tiny-sd1"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--out", default=str(ROOT / "bench" / "whole_run.json"))
     args = parser.parse_args(argv)
     started = dt.datetime.now(dt.UTC)
@@ -191,7 +195,8 @@ def main(argv: list[str] | None = None) -> None:
     Path(args.out).write_text(json.dumps({
         "benchmark": "whole_run", "date_utc": started.isoformat(timespec="seconds"),
         "command": "python bench/whole_run.py " + " ".join(argv or sys.argv[1:]),
-        "cores": args.cores, "results": results}, indent=2) + "\n")  # fmt: skip
+        "cores": args.cores, "batch": args.batch,
+        "results": results}, indent=2) + "\n")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -146,20 +146,24 @@ def test_text_control_is_the_text_conditioning_alone(tiny_pipes, family):
 
 
 def test_content_only_stops_early(tiny_pipes):
-    """Content alone at step 1 costs one trajectory forward and one readout forward."""
+    """Content alone at step 1 costs one trajectory forward and one readout forward, which
+    ends at the tap; with the prompt readout too, step 1's trajectory forward ends there too."""
     pipe = tiny_pipes("sd1")
-    calls = []
-    hook = pipe.unet.register_forward_hook(lambda *a: calls.append(1))
+    calls, finished = [], []
+    hook = pipe.unet.register_forward_pre_hook(lambda *a: calls.append(1))
+    tail = pipe.unet.conv_out.register_forward_hook(lambda *a: finished.append(1))
     try:
         s = _settings("sd1", steps=4, keep_steps=(1,), readouts=("content",))
         HSpaceExtractor(pipe, s).run_all(SAMPLES[:1], progress=False)
-        assert len(calls) == 2
+        assert len(calls) == 2 and len(finished) == 1
         calls.clear()
+        finished.clear()
         s = _settings("sd1", steps=4, keep_steps=(1,), readouts=("content", "prompt"))
         HSpaceExtractor(pipe, s).run_all(SAMPLES[:1], progress=False)
-        assert len(calls) == 3
+        assert len(calls) == 3 and len(finished) == 1
     finally:
         hook.remove()
+        tail.remove()
 
 
 def test_bad_readouts_are_refused(tiny_pipes):

@@ -45,15 +45,32 @@ class FamilyAdapter:
         )
         return {"embeds": pe}, {"embeds": npe}
 
+    def _encode_conditional(self, prompts: list[str]) -> dict[str, torch.Tensor]:
+        """Conditional states of several prompts in one text-encoder call (rows in order)."""
+        pe, _ = self.pipe.encode_prompt(prompts, self.device, 1, False)
+        return {"embeds": pe}
+
     def encode(self, prompt: str) -> dict[str, torch.Tensor]:
-        """Cached text states of one prompt (one text-encoder call per distinct prompt)."""
-        if prompt not in self._cache:
-            with torch.inference_mode():
-                cond, uncond = self._encode(prompt)
-            self._cache[prompt] = cond
-            if self.cfg and self._uncond is None:
-                self._uncond = uncond
+        """Cached text states of one prompt."""
+        self.encode_all([prompt])
         return self._cache[prompt]
+
+    def encode_all(self, prompts: Sequence[str]) -> None:
+        """Encode the prompts not yet cached, in one text-encoder call.
+
+        Prompts are padded to the encoder's full length, as the stock pipelines do, so a
+        prompt's states do not depend on the others in its call beyond float rounding. The
+        unconditional states come once, with the first prompt ever encoded.
+        """
+        missing = [p for p in dict.fromkeys(prompts) if p not in self._cache]
+        with torch.inference_mode():
+            if missing and self.cfg and self._uncond is None:
+                first = missing.pop(0)
+                self._cache[first], self._uncond = self._encode(first)
+            if missing:
+                states = self._encode_conditional(missing)
+                for row, prompt in enumerate(missing):
+                    self._cache[prompt] = {k: v[row : row + 1] for k, v in states.items()}
 
     # -- the UNet's conditioning ---------------------------------------------------------------
     def added_conditions(self, encoded: Sequence[dict[str, torch.Tensor]]) -> dict | None:
@@ -66,7 +83,8 @@ class FamilyAdapter:
         """``encoder_hidden_states`` and ``added_cond_kwargs`` of a batch of prompts, with the
         unconditional half first when ``cfg`` (default: the adapter's own setting)."""
         cfg = self.cfg if cfg is None else cfg
-        encoded = [self.encode(p) for p in prompts]
+        self.encode_all(prompts)
+        encoded = [self._cache[p] for p in prompts]
         embeds = torch.cat([e["embeds"] for e in encoded])
         added = self.added_conditions(encoded)
         if not cfg:
@@ -106,6 +124,15 @@ class StableDiffusionXLAdapter(FamilyAdapter):
             negative_prompt=self.negative_prompt,
         )
         return {"embeds": pe, "pooled": pooled}, {"embeds": npe, "pooled": npooled}
+
+    def _encode_conditional(self, prompts: list[str]) -> dict[str, torch.Tensor]:
+        pe, _, pooled, _ = self.pipe.encode_prompt(
+            prompt=prompts,
+            device=self.device,
+            num_images_per_prompt=1,
+            do_classifier_free_guidance=False,
+        )
+        return {"embeds": pe, "pooled": pooled}
 
     def added_conditions(self, encoded: Sequence[dict[str, torch.Tensor]]) -> dict | None:
         pooled = torch.cat([e["pooled"].expand(1, -1) for e in encoded])
