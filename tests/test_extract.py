@@ -48,7 +48,9 @@ def _fp16_ulps_apart(a, b, atol=1e-5):
     return diff > np.maximum(ulp, atol)
 
 
-def stock_mid_block(pipe, prompt, seed, steps, guidance, branch="cond", scheduler_uses_cfg=True):
+def stock_mid_block(
+    pipe, prompt, seed, steps, guidance, branch="cond", scheduler_uses_cfg=True, eta=0.0
+):
     """Pooled ``mid_block`` output of every step of the stock pipeline for one prompt."""
     outs = []
 
@@ -63,6 +65,7 @@ def stock_mid_block(pipe, prompt, seed, steps, guidance, branch="cond", schedule
             guidance_scale=guidance,
             generator=torch.Generator("cpu").manual_seed(seed),
             output_type="latent",
+            eta=eta,
         )
     finally:
         handle.remove()
@@ -157,6 +160,20 @@ def test_parity_with_swapped_scheduler(tiny_models, scheduler, kwargs):
     for i, (prompt, seed) in enumerate(SAMPLES[:3]):
         ref = stock_mid_block(pipe, prompt, seed, 3, 1.0, scheduler_uses_cfg=False)
         np.testing.assert_allclose(ours[i], ref, rtol=1e-4, atol=1e-5, err_msg=f"sample {i}")
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.7])
+def test_ddim_batched_equals_the_stock_pipeline_per_sample(tiny_models, eta):
+    """DDIM at eta 0 is stepped batched (it draws nothing); at eta > 0 each sample's noise
+    comes from its own generator. Both equal the stock pipeline run one sample at a time."""
+    pipe = load_pipeline(str(tiny_models["sd1"]), device="cpu", scheduler="DDIMScheduler")
+    ours = _pooled(pipe, _settings("sd1", guidance_scale=1.0, eta=eta), SAMPLES[:3])
+    for i, (prompt, seed) in enumerate(SAMPLES[:3]):
+        ref = stock_mid_block(pipe, prompt, seed, 3, 1.0, scheduler_uses_cfg=False, eta=eta)
+        np.testing.assert_allclose(ours[i], ref, rtol=1e-4, atol=1e-5, err_msg=f"sample {i}")
+    if eta:
+        plain = _pooled(pipe, _settings("sd1", guidance_scale=1.0), SAMPLES[:3])
+        assert not np.allclose(ours[:, 1:], plain[:, 1:], atol=1e-4), "eta must inject noise"
 
 
 def test_sde_multistep_scheduler_refused(tiny_models):

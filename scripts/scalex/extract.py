@@ -113,12 +113,15 @@ def schedule_timesteps(scheduler, steps: int, indices: Sequence[int]) -> list[in
     return [int(schedule.timesteps[i]) for i in indices]
 
 
-def _steps_per_sample(scheduler) -> bool:
+def _steps_per_sample(scheduler, eta: float = 0.0) -> bool:
     """True when ``scheduler.step`` draws noise that must come from each sample's generator.
 
     Multistep solvers keep a history across the batch, so they are stepped batched; their
-    stochastic (SDE) variants are refused since they could not be reproduced per sample.
+    stochastic (SDE) variants are refused since they could not be reproduced per sample. DDIM
+    at ``eta = 0`` draws nothing: its step is elementwise, so batched is the same arithmetic.
     """
+    if type(scheduler).__name__ == "DDIMScheduler" and eta == 0:
+        return False
     accepts_generator = "generator" in inspect.signature(scheduler.step).parameters
     multistep = hasattr(scheduler, "model_outputs") or getattr(scheduler, "order", 1) > 1
     if multistep:
@@ -243,7 +246,7 @@ class HSpaceExtractor:
             return out
         scheduler = copy.deepcopy(self.pipe.scheduler)  # per-batch state (step index, history)
         timesteps = self._timesteps(scheduler)
-        per_sample = _steps_per_sample(scheduler)
+        per_sample = _steps_per_sample(scheduler, settings.eta)
         generators = self._generators(seeds)
         embeds, added = self.family.conditioning(prompts)
         content = None
