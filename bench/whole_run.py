@@ -1,6 +1,7 @@
 """Benchmark: whole processes, 1,000 samples: the workflow's extraction against plain scripts.
 
     python bench/whole_run.py [--models reference tiny-sd1] [--repeats 3] [--cores 2] [--batch 128]
+                              [--concepts 125] [--sides workflow script-per-sample script-batched]
 
 Three sides produce the same activations (the pooled ``unet.mid_block`` output of the prompt
 readout at every step) for the same 1,000 (prompt, seed) samples plus the baseline's, each timed
@@ -36,7 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "tests"))  # random_models: test fixtures, not the product
 
-N_CONCEPTS, N_SEEDS, STEPS = 125, 8, 4  # 125 prompts x 8 seeds = 1,000 samples
+N_CONCEPTS, N_SEEDS, STEPS = 125, 8, 4  # 125 prompts x 8 seeds = 1,000 samples (--concepts)
+SIDES = ["workflow", "script-per-sample", "script-batched"]
 
 SCRIPT = """
 import sys, time, json
@@ -147,6 +149,7 @@ def run_side(name: str, work: Path, model: str, args) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
+    global N_CONCEPTS
     import numpy as np
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -154,8 +157,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--concepts", type=int, default=N_CONCEPTS)
+    parser.add_argument("--sides", nargs="+", choices=SIDES, default=SIDES)
     parser.add_argument("--out", default=str(ROOT / "bench" / "whole_run.json"))
     args = parser.parse_args(argv)
+    N_CONCEPTS = args.concepts
     started = dt.datetime.now(dt.UTC)
     results = []
     with tempfile.TemporaryDirectory(prefix="scalex-whole-") as tmp:
@@ -168,7 +174,7 @@ def main(argv: list[str] | None = None) -> None:
             times: dict[str, list[float]] = {}
             diffs = {}
             for rep in range(args.repeats):
-                order = ["workflow", "script-per-sample", "script-batched"]
+                order = [side for side in SIDES if side in args.sides]
                 for side in order if rep % 2 == 0 else order[::-1]:
                     work = Path(tmp) / f"{name}-{side}-{rep}"
                     work.mkdir()
@@ -187,8 +193,8 @@ def main(argv: list[str] | None = None) -> None:
             results.append({
                 "model": name, "samples": N_CONCEPTS * N_SEEDS + N_SEEDS, "steps": STEPS,
                 "times_s": times, "median_s": med,
-                "workflow_x_vs_per_sample": med["script-per-sample"] / med["workflow"],
-                "workflow_x_vs_batched": med["script-batched"] / med["workflow"],
+                **{f"workflow_x_vs_{side.removeprefix('script-').replace('-', '_')}":
+                   med[side] / med["workflow"] for side in med if side != "workflow"},
                 "max_abs_diff_vs_workflow": diffs,
             })  # fmt: skip
             print(json.dumps(results[-1], indent=1), flush=True)
