@@ -191,7 +191,8 @@ def model_threads(wildcards):
     if wanted != "auto":
         return wanted
     cores = workflow.resource_settings.cores
-    if not (workflow.local_exec and isinstance(cores, int) and cores > 0):
+    local = workflow.local_exec and not workflow.remote_exec  # not a cluster job, nor its node
+    if not (local and isinstance(cores, int) and cores > 0):
         return 8
     jobs = len(BUCKETS) + sum(len(chunks) for chunks in VOCAB_CHUNKS.values())
     return max(1, min(8, cores // max(1, jobs)))
