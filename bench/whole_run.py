@@ -127,6 +127,15 @@ def workflow_activations(work: Path, tree: str) -> dict[str, object]:
     return out
 
 
+def within_storage(script, stored) -> bool:
+    """True when a script's float32 activations equal the workflow's float16-stored ones: at
+    most one float16 spacing apart (rounding on storage), plus float32 noise near zero."""
+    import numpy as np
+
+    spacing = np.spacing(np.abs(stored).astype(np.float16)).astype(np.float32)
+    return bool(np.all(np.abs(script - stored) <= spacing + 1e-5))
+
+
 def run_side(name: str, work: Path, model: str, args) -> float:
     env = os.environ | {"HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
     if name == "workflow":
@@ -172,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
             models["tiny-sd1"] = str(save_random_pipeline("sd1", Path(tmp) / "tiny-sd1"))
         for name in args.models:
             times: dict[str, list[float]] = {}
-            diffs = {}
+            diffs, equal = {}, {}
             for rep in range(args.repeats):
                 order = [side for side in SIDES if side in args.sides]
                 for side in order if rep % 2 == 0 else order[::-1]:
@@ -189,6 +198,8 @@ def main(argv: list[str] | None = None) -> None:
                         ids = ["baseline"] + [f"thing-{i:03d}" for i in range(N_CONCEPTS)]
                         diffs[side] = max(float(np.abs(arr[k] - flow[c]).max())
                                           for k, c in enumerate(ids))  # fmt: skip
+                        equal[side] = all(within_storage(arr[k], flow[c])
+                                          for k, c in enumerate(ids))  # fmt: skip
             med = {side: statistics.median(t) for side, t in times.items()}
             results.append({
                 "model": name, "samples": N_CONCEPTS * N_SEEDS + N_SEEDS, "steps": STEPS,
@@ -196,6 +207,7 @@ def main(argv: list[str] | None = None) -> None:
                 **{f"workflow_x_vs_{side.removeprefix('script-').replace('-', '_')}":
                    med[side] / med["workflow"] for side in med if side != "workflow"},
                 "max_abs_diff_vs_workflow": diffs,
+                "equal_within_float16_storage": equal,
             })  # fmt: skip
             print(json.dumps(results[-1], indent=1), flush=True)
     Path(args.out).write_text(json.dumps({

@@ -75,3 +75,24 @@ def test_gpu_script_runs_every_phase_in_smoke_mode(tmp_path):
                              str(out / "gpu.json")], check=True, capture_output=True,
                             text=True).stdout  # fmt: skip
     assert "stock-batched-b8" in report
+
+
+def test_whole_run_sides_produce_the_same_activations(tmp_path):
+    """bench/whole_run.py's three whole processes (the workflow, the per-sample script, the
+    batched script) yield the same activations within float16 storage, and the check inside it
+    can tell when they do not."""
+    out = tmp_path / "whole.json"
+    cmd = [sys.executable, str(ROOT / "bench" / "whole_run.py"), "--models", "tiny-sd1",
+           "--concepts", "3", "--repeats", "1", "--batch", "4", "--out", str(out)]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+    (result,) = json.loads(out.read_text())["results"]
+    assert result["samples"] == 4 * 8
+    assert result["equal_within_float16_storage"] == {
+        "script-per-sample": True,
+        "script-batched": True,
+    }, result["max_abs_diff_vs_workflow"]
+    import whole_run
+
+    stored = np.float16([1.0, -3.0, 0.5]).astype(np.float32)
+    assert whole_run.within_storage(stored + 1e-4, stored)
+    assert not whole_run.within_storage(stored + np.float32([0.0, 0.01, 0.0]), stored)

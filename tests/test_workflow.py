@@ -48,11 +48,13 @@ def snakemake_command(workdir: Path, config: Path, *args: str, targets=()) -> li
 ENV = os.environ | {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 
 
-def snakemake(workdir: Path, config: Path, *args: str, targets=(), check=True, timeout=300):
+def snakemake(
+    workdir: Path, config: Path, *args: str, targets=(), check=True, timeout=300, env=None
+):
     """Run ``python -m snakemake`` in ``workdir`` with the repository's Snakefile."""
     cmd = snakemake_command(workdir, config, *args, targets=targets)
     proc = subprocess.run(
-        cmd, cwd=workdir, env=ENV, capture_output=True, text=True, timeout=timeout
+        cmd, cwd=workdir, env=env or ENV, capture_output=True, text=True, timeout=timeout
     )
     if check and proc.returncode != 0:
         raise AssertionError(
@@ -198,6 +200,37 @@ def _copy_run(src: Path, dst: Path, rows, **overrides) -> Path:
     config = dst / "config.yaml"
     config.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return config
+
+
+def test_rules_without_a_model_never_import_torch(family_run, tmp_path):
+    """Planning the DAG and the rules that need no model (directions, similarity, clusters) run
+    with torch, diffusers and transformers made unimportable: a stub package of each name, first
+    on the path, raises on import."""
+    src, _ = family_run("sd1")
+    workdir = tmp_path / "run"
+    config = _copy_run(src, workdir, CONCEPT_ROWS)
+    blocker = tmp_path / "blocker"
+    for name in ("torch", "diffusers", "transformers"):
+        (blocker / name).mkdir(parents=True)
+        (blocker / name / "__init__.py").write_text(
+            f"raise ImportError('{name} imported where no model is needed')\n"
+        )
+    env = ENV | {"PYTHONPATH": str(blocker)}
+    targets = core_targets(config)
+    proc = snakemake(workdir, config, "--forcerun", "directions", targets=targets, env=env)
+    ran = {rule for rule, _ in planned_jobs(proc.stdout + proc.stderr)}
+    assert {"directions", "similarity", "clusters"} <= ran, proc.stderr[-3000:]
+    assert "extract" not in ran
+    # the blocker works: a rule that loads the model fails under it
+    tree = tree_of(config)
+    (workdir / tree / "activations" / "baseline.h5").unlink()
+    proc = snakemake(
+        workdir, config, targets=[f"{tree}/activations/baseline.h5"], env=env, check=False
+    )
+    assert proc.returncode != 0
+    log = workdir / tree / "logs" / "extract" / "baseline.log"
+    said = proc.stderr + (log.read_text() if log.exists() else "")
+    assert "imported where no model is needed" in said, said[-3000:]
 
 
 def test_editing_one_concept_reruns_only_its_chain(family_run, tmp_path):
