@@ -191,7 +191,8 @@ def model_threads(wildcards):
     if wanted != "auto":
         return wanted
     cores = workflow.resource_settings.cores
-    local = workflow.local_exec and not workflow.remote_exec  # not a cluster job, nor its node
+    # neither a cluster's jobs nor the job on its node: they keep the main process's 8
+    local = workflow.local_exec and not workflow.remote_exec
     if not (local and isinstance(cores, int) and cores > 0):
         return 8
     jobs = len(BUCKETS) + sum(len(chunks) for chunks in VOCAB_CHUNKS.values())
