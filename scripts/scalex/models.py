@@ -76,6 +76,9 @@ def load_pipeline(
     import diffusers
     from diffusers import DiffusionPipeline
 
+    from scalex.rulekit import configure_torch
+
+    configure_torch()  # in a rule job: diffusers is imported now, silence it
     folder = check_model_source(model_id)
     torch_dtype = DTYPES[dtype]
     kwargs: dict[str, Any] = {

@@ -50,13 +50,35 @@ def run_rule(smk: Any, work: Callable[[], Any]) -> Any:
         if "torch" in sys.modules:
             configure_torch()
     start = time.perf_counter()
+    started_up = _seconds_since_process_start()
     try:
         result = work()
     except EXPECTED as err:
         log.error("%s failed: %s", smk.rule, err)
         raise SystemExit(1) from None
-    log.info("%s done in %.2f s", smk.rule, time.perf_counter() - start)
+    log.info(
+        "%s done in %.2f s, after %.2f s of process start-up (interpreter, imports, job set-up)",
+        smk.rule,
+        time.perf_counter() - start,
+        started_up,
+    )
     return result
+
+
+def _seconds_since_process_start() -> float:
+    """Wall time since this process was created: the job's fixed cost before its work.
+
+    From ``/proc`` (10 ms ticks); psutil's ``create_time`` adds the whole-second rounding of
+    the boot time, so it is only the fallback where there is no ``/proc``.
+    """
+    try:
+        stat = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime - int(stat[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime
+    except (OSError, IndexError, ValueError):
+        import psutil  # a Snakemake dependency
+
+        return time.time() - psutil.Process().create_time()
 
 
 #: lock files of the GPUs this process holds (kept open for its lifetime)
@@ -102,14 +124,16 @@ def claim_gpu(lock_dir: str | Path | None = None) -> str | None:
 
 def configure_torch() -> None:
     """In a rule job: apply its thread count (and flush denormals) to torch and silence
-    diffusers. A no-op outside a rule (notebooks, tests)."""
+    diffusers once it is imported (the model loader calls this again after importing it, so
+    that the job's start-up never pays for diffusers). A no-op outside a rule."""
     if _TORCH_THREADS is None:
         return
     import torch
 
     torch.set_num_threads(_TORCH_THREADS)
     torch.set_flush_denormal(True)
-    quiet_diffusers()
+    if "diffusers" in sys.modules:
+        quiet_diffusers()
 
 
 def _quiet_libraries() -> None:
