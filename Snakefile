@@ -17,12 +17,16 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
+report: "resources/report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/prompts.smk"
 include: "rules/extract.smk"
 include: "rules/directions.smk"
 include: "rules/similarity.smk"
 include: "rules/analysis.smk"
+include: "rules/findings.smk"
 include: "rules/conditioning.smk"
 
 

@@ -63,6 +63,7 @@ rule descriptors:
             caption="../resources/report/descriptor_votes.rst",
             category="Descriptors ({readout} readout)",
         ),
+        sample_votes=f"{TREE}/{{readout}}/analysis/descriptors/sample_votes.tsv",
         figure=report(
             f"{TREE}/{{readout}}/analysis/descriptors/descriptors.png",
             caption="../resources/report/descriptors.rst",

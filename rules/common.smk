@@ -27,6 +27,7 @@ from scalex.io import audit_tree, other_code_note, read_vocabulary
 from scalex.steps.prompts import vocabulary_chunks, vocabulary_record
 from scalex.steps.similarity import full_similarity
 from scalex.loaders import ground_truth
+from scalex.readouts import CONTROL, PUBLISHED, findings_readout
 from scalex.config import (
     canonical_json,
     check_device,
@@ -241,7 +242,7 @@ def all_outputs():
     outputs = [out for readout in READOUTS for out in readout_outputs(readout)]
     if len(READOUTS) > 1 and ANALYSIS["defaults"]:
         outputs.append(f"{TREE}/readouts/summary.tsv")
-    return outputs + conditioning_outputs() + EXTRA_OUTPUTS
+    return outputs + findings_outputs() + conditioning_outputs() + EXTRA_OUTPUTS
 
 
 # -- image conditioning (rules/conditioning.smk) ------------------------------------------

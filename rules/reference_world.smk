@@ -62,9 +62,33 @@ if VALIDATION:
     EXTRA_OUTPUTS.append(f"{TREE}/validation/summary.tsv")
 
 
+rule sample_images:
+    """Render every voted sample with the stock pipeline and read it with the world's reader."""
+    input:
+        sample_votes=f"{TREE}/{FINDINGS_READOUT}/analysis/descriptors/sample_votes.tsv",
+        world=str(GROUND_TRUTH),
+    output:
+        images=f"{TREE}/validation/sample_images.tsv",
+    log:
+        logfile("sample_images"),
+    benchmark:
+        benchfile("sample_images")
+    conda:
+        "../envs/gpu.yaml"
+    threads: model_threads
+    resources:
+        gpu=1,
+    params:
+        settings=canonical_json(SETTINGS),
+    script:
+        "../scripts/sample_images.py"
+
+
 rule validate_reference:
     """Compare one readout's findings with the biases and families of the model's world."""
     input:
+        sample_votes=f"{TREE}/{{readout}}/analysis/descriptors/sample_votes.tsv",
+        sample_images=f"{TREE}/validation/sample_images.tsv",
         bias=f"{TREE}/{{readout}}/analysis/defaults/gender/bias.tsv",
         clusters=f"{TREE}/{{readout}}/clusters/{DECLARED_VARIANT}/clusters.tsv",
         raw_clusters=f"{TREE}/{{readout}}/clusters/raw/clusters.tsv",
@@ -83,6 +107,7 @@ rule validate_reference:
         gender=f"{TREE}/{{readout}}/validation/gender_defaults.tsv",
         clustering=f"{TREE}/{{readout}}/validation/clustering.tsv",
         descriptors=f"{TREE}/{{readout}}/validation/descriptors.tsv",
+        samples=f"{TREE}/{{readout}}/validation/samples.tsv",
     log:
         logfile("validate_reference", "readout"),
     benchmark:

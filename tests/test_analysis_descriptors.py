@@ -133,3 +133,31 @@ def test_votes_count_the_samples_nearest_each_value():
         )
     with pytest.raises(KeyError, match="old-nurse"):
         descriptor_votes(diffs, ["nurse"], {"age": ["old", "young"]})
+
+
+def test_sample_votes_name_each_sample_and_shares_resample_templates_when_there_are_five():
+    """Per-sample votes carry prompt, template and seed, so a sample can be checked against its
+    own image; with six templates the share's CI resamples templates as well as seeds, and a
+    template whose samples all vote one way widens it."""
+    from scalex.analysis.descriptors import sample_votes, vote_shares
+
+    rng = np.random.default_rng(1)
+    shape = (6, 10, 2, 8)
+    female, male = rng.normal(size=shape), rng.normal(size=shape)
+    # templates 0-2: every sample female; 3-5: every sample male
+    is_female = (np.arange(6) < 3)[:, None, None, None]
+    concept = np.where(is_female, female, male) + 0.01 * rng.normal(size=shape)
+    diffs = {"nurse": concept, "female-nurse": female, "male-nurse": male}
+    templates = {"nurse": np.arange(6)}
+    axes = {"gender": ["female", "male"]}
+    samples = sample_votes(diffs, ["nurse"], axes, templates)
+    assert len(samples) == 60
+    row = samples[(samples["prompt_index"] == 4) & (samples["seed_index"] == 7)].iloc[0]
+    assert row["vote"] == "male" and row["template_index"] == 4
+    shares = vote_shares(samples, axes, n_boot=300).set_index("descriptor")
+    assert shares.loc["female", "share"] == pytest.approx(0.5)
+    assert shares.loc["female", "resampled"] == "seeds+templates"
+    # seeds alone could not move a share that is the same for every seed
+    assert shares.loc["female", "ci_high"] - shares.loc["female", "ci_low"] > 0.2
+    two = vote_shares(samples[samples["template_index"] < 2], axes, n_boot=50)
+    assert (two["resampled"] == "seeds").all()

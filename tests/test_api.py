@@ -161,3 +161,28 @@ def test_a_leftover_file_of_an_earlier_layout_is_not_read(tree, tiny_models):
     finally:
         leftover.unlink(missing_ok=True)
         (tree["out"] / "activations" / "b0009.h5").unlink(missing_ok=True)
+
+
+def test_findings_is_the_first_table_and_filters_by_axis(tmp_path):
+    """``Results.findings`` reads the run's headline table; an axis it lacks is named."""
+    import pandas as pd
+    from scalex.api import Results
+    from scalex.errors import StoreError
+
+    tree = tmp_path / "model-0123abcd"
+    (tree / "findings").mkdir(parents=True)
+    res = Results(tree)
+    with pytest.raises(StoreError, match="not produced yet"):
+        res.findings()
+    pd.DataFrame(
+        {
+            "concept": ["nurse", "nurse", "nurse", "nurse"],
+            "axis": ["gender", "gender", "age", "age"],
+            "value": ["female", "male", "young", "old"],
+            "share": [0.9, 0.1, 0.3, 0.7],
+        }
+    ).to_csv(tree / "findings" / "findings.tsv", sep="\t", index=False)
+    assert len(res.findings()) == 4
+    assert res.findings("age")["value"].tolist() == ["young", "old"]
+    with pytest.raises(StoreError, match="no axis 'wealth'"):
+        res.findings("wealth")

@@ -188,3 +188,81 @@ def test_gender_descriptor_metric(tmp_path):
     flipped.to_csv(full, sep="\t", index=False)
     summary = V.validate(*args, descriptors_tsv=full).set_index("metric")
     assert summary.loc["spearman_realised_descriptor", "value"] == pytest.approx(-1.0)
+
+
+def _sample_tables(n_seeds=10, flip_within=False):
+    """Sample votes and image readings for the stereotyped world's professions: every vote is
+    its image's reading, or (``flip_within``) the votes are the readings shuffled among the
+    profession's own samples, which keeps every share and loses the per-sample information."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    votes, images = [], []
+    for p in PROFESSIONS:
+        women = rng.random(n_seeds) < WORLD.rates[p]["p_woman"]
+        shown = np.where(women, "woman", "man")
+        voted = rng.permutation(shown) if flip_within else shown
+        for s in range(n_seeds):
+            prompt = f"a photo of a {p}"
+            images.append(
+                {"concept": p, "prompt": prompt, "seed": s, "profession": p,
+                 "gender": shown[s], "age": "old", "wealth": "rich"}
+            )  # fmt: skip
+            votes.append(
+                {"concept": p, "axis": "gender", "prompt": prompt, "seed": s,
+                 "vote": "female" if voted[s] == "woman" else "male"}
+            )  # fmt: skip
+    return pd.DataFrame(votes), pd.DataFrame(images)
+
+
+def test_sample_agreement_is_one_when_every_vote_reads_its_own_image():
+    from scalex_refworld.sample_check import agreement
+
+    votes, images = _sample_tables()
+    summary, per_concept = agreement(votes, images)
+    row = summary.set_index("axis").loc["gender"]
+    assert row["agreement"] == 1.0 and row["share_mae"] == 0.0
+    assert row["samples"] == 10 * len(PROFESSIONS) and row["chance"] < 1.0
+    assert set(per_concept["concept"]) == set(PROFESSIONS)
+
+
+def test_sample_agreement_sees_votes_that_know_only_the_share():
+    """Right shares, wrong samples: the MAE is zero but agreement falls to its chance level."""
+    from scalex_refworld.sample_check import agreement
+
+    votes, images = _sample_tables(n_seeds=40, flip_within=True)
+    row = agreement(votes, images)[0].set_index("axis").loc["gender"]
+    assert row["share_mae"] == 0.0
+    assert row["agreement"] < 0.95 and abs(row["agreement"] - row["chance"]) < 0.1
+
+
+def test_sample_agreement_refuses_votes_without_an_image():
+    from scalex_refworld.sample_check import agreement
+
+    votes, images = _sample_tables()
+    with pytest.raises(ValueError, match="not the voted ones"):
+        agreement(votes, images[images["seed"] != 3])
+
+
+def test_validate_reports_the_per_sample_agreement_with_its_target(tmp_path):
+    paths = _truthful_inputs(tmp_path)
+    votes, images = _sample_tables()
+    votes.to_csv(tmp_path / "sv.tsv", sep="\t", index=False)
+    images.to_csv(tmp_path / "si.tsv", sep="\t", index=False)
+    summary = V.validate(
+        paths["bias"], paths["clusters"], paths["top"], PLANTED, paths["rates"],
+        tmp_path / "out", sample_votes_tsv=tmp_path / "sv.tsv",
+        sample_images_tsv=tmp_path / "si.tsv",
+    ).set_index("metric")  # fmt: skip
+    assert summary.loc["agreement_gender", "value"] == 1.0
+    assert summary.loc["agreement_gender", "target"] == 0.95
+    assert bool(summary.loc["agreement_gender", "met"])
+    assert (tmp_path / "out" / "samples.tsv").is_file()
+    shuffled, _ = _sample_tables(n_seeds=10, flip_within=True)
+    shuffled.to_csv(tmp_path / "sv.tsv", sep="\t", index=False)
+    worse = V.validate(
+        paths["bias"], paths["clusters"], paths["top"], PLANTED, paths["rates"],
+        tmp_path / "out2", sample_votes_tsv=tmp_path / "sv.tsv",
+        sample_images_tsv=tmp_path / "si.tsv",
+    ).set_index("metric")  # fmt: skip
+    assert not bool(worse.loc["agreement_gender", "met"])

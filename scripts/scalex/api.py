@@ -2,7 +2,8 @@
 
     from scalex.api import Results
     res = Results.from_config("config/config.yaml")   # or Results("results/<model>-<hash>")
-    res.bias("gender")            # ranked bias table with CIs (prompt readout)
+    res.findings()                # estimated share of each concept's samples per identity value
+    res.bias("gender")            # the published SCALEX cosine score with CIs (not a share)
     res.bias("gender", readout="text")   # the same analysis on the text-encoder control
     res.similarity()              # concept x concept cosine matrix
     res.activations("nurse")      # (prompt, seed, step, channel) array of one concept
@@ -69,6 +70,22 @@ class Results:
         return cls(Path(workdir) / results_tree(cfg), readout=cfg["directions"]["readout"])
 
     # -- tables ---------------------------------------------------------------------------------
+    def findings(self, axis: str | None = None) -> pd.DataFrame:
+        """The run's headline table: for every concept, identity axis and value, the estimated
+        share of the concept's generated samples showing the value, with its CI and sample
+        count, the text control's share beside it, and whether the text encoder alone gives the
+        same majority (``findings/findings.tsv``; the content readout's per-sample vote, the
+        reading validated image by image on the reference worlds)."""
+        path = self.tree / "findings" / "findings.tsv"
+        if not path.is_file():
+            raise StoreError(f"{path}: not produced yet (run the workflow's default target)")
+        table = pd.read_csv(path, sep="\t")
+        if axis is not None:
+            if axis not in set(table["axis"]):
+                raise StoreError(f"{path}: no axis {axis!r} (axes: {sorted(set(table['axis']))})")
+            table = table[table["axis"] == axis].reset_index(drop=True)
+        return table
+
     def _tsv(self, readout: str | None, *parts: str) -> pd.DataFrame:
         path = self._r(readout).joinpath(*parts)
         if not path.is_file():
@@ -76,7 +93,8 @@ class Results:
         return pd.read_csv(path, sep="\t")
 
     def bias(self, name: str, step: str | int = "all", readout: str | None = None) -> pd.DataFrame:
-        """Defaults analysis ``name``: score and CI per concept at one step ("all" = pooled)."""
+        """Defaults analysis ``name``: the published SCALEX cosine score and its CI per concept at
+        one step ("all" = pooled). A score, not a share: :meth:`findings` gives the shares."""
         table = self._tsv(readout, "analysis", "defaults", name, "bias.tsv")
         return table[table["step"].astype(str) == str(step)].reset_index(drop=True)
 

@@ -341,6 +341,7 @@ def check_analysis_references(
         ref = spec.get("reference")
         if ref and not (Path(base) / ref["file"]).is_file():
             raise ConfigError(f"{key}.reference.file {ref['file']} does not exist")
+    check_findings_references(cfg, base)
     for s in cfg["clustering"]["sets"] or []:
         if s not in sets:
             raise ConfigError(
@@ -370,6 +371,42 @@ def check_analysis_references(
                 raise ConfigError(f"analysis.discovery.queries.{name}: unknown concept {cid!r}")
     if discovery["vocabularies"] and not discovery["queries"]:
         raise ConfigError("analysis.discovery has vocabularies but no queries")
+
+
+def check_findings_references(cfg: dict[str, Any], base: str | Path = ".") -> None:
+    """Each ``analysis.findings.references`` entry names an existing file with its key and
+    column, a declared descriptor axis and value, and (optionally) a defaults analysis."""
+    axes = cfg["concepts"].get("descriptors", {}).get("axes", {}) or {}
+    for name, ref in cfg["analysis"].get("findings", {}).get("references", {}).items():
+        key = f"analysis.findings.references.{name}"
+        if ref["axis"] not in axes:
+            raise ConfigError(
+                f"{key}.axis: {ref['axis']!r} is not an axis of concepts.descriptors.axes "
+                f"({sorted(axes)})"
+            )
+        if ref["value"] not in axes[ref["axis"]]:
+            raise ConfigError(
+                f"{key}.value: {ref['value']!r} is not a value of axis {ref['axis']!r} "
+                f"({axes[ref['axis']]})"
+            )
+        published = ref.get("published")
+        if published and published not in cfg["analysis"]["defaults"]:
+            raise ConfigError(f"{key}.published: no defaults analysis {published!r}")
+        path = Path(base) / ref["file"]
+        if not path.is_file():
+            raise ConfigError(f"{key}.file {ref['file']} does not exist")
+        try:
+            head = path.read_text(encoding="utf-8").splitlines()[:1] or [""]
+            dialect = csv.Sniffer().sniff(head[0], delimiters=",\t;")
+            columns = next(csv.reader(head, dialect))
+        except (UnicodeDecodeError, csv.Error) as err:
+            raise ConfigError(f"{key}.file {ref['file']} is not a CSV/TSV table: {err}") from err
+        for field in ("key", "column"):
+            if ref[field] not in columns:
+                raise ConfigError(
+                    f"{key}.{field}: column {ref[field]!r} not in {ref['file']} "
+                    f"(columns: {list(columns)})"
+                )
 
 
 def check_conditioning_config(

@@ -463,6 +463,20 @@ def write_tsv(frame: pd.DataFrame, path: str | Path) -> None:
     atomic_text(path, frame.to_csv(sep="\t", index=False, float_format="%.6g"))
 
 
+def read_tsv(path: str | Path) -> pd.DataFrame:
+    """A table written by :func:`write_tsv`."""
+    import pandas as pd
+
+    return pd.read_csv(path, sep="\t")
+
+
+def read_reference_table(path: str | Path) -> pd.DataFrame:
+    """A user's reference table, CSV or TSV (the separator is sniffed)."""
+    import pandas as pd
+
+    return pd.read_csv(path, sep=None, engine="python")
+
+
 def write_full_tsv(frame: pd.DataFrame, path: str | Path, digits: int = 6) -> None:
     """A labelled matrix (index and columns) as TSV, rounded, written atomically."""
     atomic_text(path, frame.round(digits).to_csv(sep="\t"))

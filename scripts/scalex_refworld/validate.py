@@ -35,6 +35,10 @@ TARGETS = {
     "spearman_realised_vote": 0.9,
     "ari_families": 0.8,
     "top1": 0.9,
+    # per-sample check (docs/validation.md, deviation 6): each vote against its own image
+    "agreement_gender": 0.95,
+    "agreement_age": 0.9,
+    "agreement_wealth": 0.9,
 }
 
 #: Planted-table column and its "positive" and "negative" descriptor values, per descriptor axis.
@@ -87,12 +91,19 @@ def validate(
     raw_clusters_tsv: str | Path | None = None,
     descriptors_tsv: str | Path | None = None,
     votes_tsv: str | Path | None = None,
+    sample_votes_tsv: str | Path | None = None,
+    sample_images_tsv: str | Path | None = None,
 ) -> pd.DataFrame:
     """Write the validation tables into ``out_dir`` and return the summary.
 
     With ``descriptors_tsv`` (the full descriptor table) and a gender descriptor axis, the
     summary also has ``spearman_realised_descriptor``: the rank correlation of each profession's
     alignment with "female X" minus "male X" with the realised woman fraction.
+
+    With ``sample_votes_tsv`` and ``sample_images_tsv`` (every voted sample rendered and read,
+    :mod:`scalex_refworld.sample_check`), it has, per descriptor axis the reader can read,
+    ``agreement_<axis>`` (votes equal to their own image's reading), ``share_mae_<axis>`` and
+    ``agreement_<axis>_chance`` (the control), and ``samples.tsv`` has the per-concept shares.
     """
     out = Path(out_dir)
     world = W.World.from_table(world_tsv)
@@ -201,6 +212,19 @@ def validate(
                 spearmanr(frame["share_female"], frame["realised"], nan_policy="omit")[0]
             )
             counts.append(len(frame))
+    if sample_votes_tsv is not None and sample_images_tsv is not None:
+        from scalex_refworld.sample_check import agreement
+
+        votes = pd.read_csv(sample_votes_tsv, sep="\t")
+        votes = votes[votes["concept"].isin(world.professions)]
+        images = pd.read_csv(sample_images_tsv, sep="\t")
+        per_axis, per_concept = agreement(votes, images)
+        _write(per_concept, out / "samples.tsv")
+        for _, r in per_axis.iterrows():
+            values[f"agreement_{r['axis']}"] = r["agreement"]
+            values[f"share_mae_{r['axis']}"] = r["share_mae"]
+            values[f"agreement_{r['axis']}_chance"] = r["chance"]
+            counts += [int(r["samples"]), int(r["concepts"]), int(r["samples"])]
     summary = pd.DataFrame(
         {
             "metric": list(values),
@@ -232,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--raw-clusters", help="clusters of the raw directions")
     parser.add_argument("--descriptors", help="the full descriptor table (descriptors.tsv)")
     parser.add_argument("--votes", help="the per-sample descriptor votes (votes.tsv)")
+    parser.add_argument("--sample-votes", help="per-sample votes (sample_votes.tsv)")
+    parser.add_argument("--sample-images", help="the voted samples, rendered and read")
     parser.add_argument("--model-digest", help="refuse rates measured on another model")
     a = parser.parse_args(argv)
     check_evaluation(Path(a.rates).parent, a.model_digest)
@@ -245,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         a.raw_clusters,
         a.descriptors,
         a.votes,
+        a.sample_votes,
+        a.sample_images,
     )
     print(summary.to_string(index=False))
     return 0
@@ -269,7 +297,11 @@ def run_job(smk) -> None:
             i.raw_clusters,
             i.descriptors,
             i.votes,
+            i.sample_votes,
+            i.sample_images,
         )
+        if not (out / "samples.tsv").is_file():
+            _write(pd.DataFrame(), out / "samples.tsv")
         logging.getLogger("scalex").info("\n%s", summary.to_string(index=False))
 
     run_rule(smk, work)

@@ -131,6 +131,7 @@ def markdown(table: pd.DataFrame) -> str:
     shown = ["spearman_realised", "spearman_realised_descriptor", "spearman_realised_vote"]
     shown += ["ari_families"]
     shown += ["ari_families_raw", "top1"]
+    shown += [f"agreement_{axis}" for axis in ("gender", "age", "wealth")]
     wide = table[table["metric"].isin(shown)].pivot_table(
         index=["world", "readout"], columns="metric", values="value", sort=False
     )

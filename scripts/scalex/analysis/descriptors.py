@@ -142,36 +142,38 @@ def top_descriptors(table: pd.DataFrame) -> pd.DataFrame:
     return top.reset_index(drop=True)
 
 
-VOTE_COLUMNS = ["concept", "axis", "descriptor", "share", "ci_low", "ci_high", "samples"]
+VOTE_COLUMNS = [
+    "concept", "axis", "descriptor", "share", "ci_low", "ci_high", "samples", "resampled",
+]  # fmt: skip
+SAMPLE_VOTE_COLUMNS = ["concept", "axis", "prompt_index", "template_index", "seed_index", "vote"]
 
 
-def descriptor_votes(
+def sample_votes(
     diffs: Mapping[str, np.ndarray],
     concepts: Sequence[str],
     axes: Mapping[str, Sequence[str]],
+    templates: Mapping[str, np.ndarray] | None = None,
     name_format: str = DEFAULT_NAME_FORMAT,
-    n_boot: int = 1000,
-    level: float = 0.95,
-    seed: int = 0,
 ) -> pd.DataFrame:
-    """Which descriptor value each *sample* of a concept resembles: the share of its samples
-    nearest each value's described concept.
+    """Which descriptor value each *sample* of a concept resembles.
 
     Sample (p, s) of "a nurse" is compared with sample (p, s) of every "<v> nurse" of the axis:
     the same template and seed, so the same noise and look, with the value fixed by the prompt.
     It votes for the nearest (Euclidean distance over every kept step and feature; subtracting the
     baseline is a common shift, so differences give the same distances as activations). On the
-    content readout this estimates the share of generated images that show each value. CIs:
-    percentile bootstrap over seeds (shared by all concepts).
+    content readout this is a reading of the image that sample generates, which
+    ``scalex_refworld`` checks sample by sample against the rendered images. One row per
+    (concept, axis, prompt, seed); ``vote`` is the value.
     """
-    rng = np.random.default_rng(seed)
-    rows = []
+    frames = []
     for c in dict.fromkeys(concepts):
         x = np.asarray(diffs[c], dtype=np.float32)
         n_prompts, n_seeds = x.shape[:2]
-        picks = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
+        tpl = np.zeros(n_prompts, int) if templates is None else np.asarray(templates[c], int)
         for axis, values in axes.items():
             values = list(dict.fromkeys(values))
+            if not values:
+                raise ValueError(f"descriptor axis {axis!r} has no values")
             dist = []
             for v in values:
                 name = name_format.format(descriptor=v, concept=c)
@@ -184,20 +186,85 @@ def descriptor_votes(
                         "concepts must share the concept's templates and seeds"
                     )
                 dist.append(((x - y) ** 2).reshape(n_prompts, n_seeds, -1).sum(axis=2))
-            votes = np.argmin(np.stack(dist), axis=0)  # (P, S): index of the nearest value
-            for j, v in enumerate(values):
-                hit = (votes == j).mean(axis=0)  # per seed, over prompts
-                boot = hit[picks].mean(axis=1)
-                lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
-                rows.append(
+            nearest = np.argmin(np.stack(dist), axis=0)  # (P, S): index of the nearest value
+            p_idx, s_idx = np.meshgrid(np.arange(n_prompts), np.arange(n_seeds), indexing="ij")
+            frames.append(
+                pd.DataFrame(
                     {
                         "concept": c,
                         "axis": axis,
-                        "descriptor": v,
-                        "share": float(hit.mean()),
-                        "ci_low": float(lo),
-                        "ci_high": float(hi),
-                        "samples": int(votes.size),
+                        "prompt_index": p_idx.ravel(),
+                        "template_index": tpl[p_idx.ravel()],
+                        "seed_index": s_idx.ravel(),
+                        "vote": np.asarray(values, dtype=object)[nearest.ravel()],
                     }
                 )
+            )
+    if not frames:
+        return pd.DataFrame(columns=SAMPLE_VOTE_COLUMNS)
+    return pd.concat(frames, ignore_index=True)[SAMPLE_VOTE_COLUMNS]
+
+
+def vote_shares(
+    samples: pd.DataFrame,
+    axes: Mapping[str, Sequence[str]],
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The share of each concept's samples voting for each value, with a bootstrap CI.
+
+    One replicate resamples the seeds, and the templates as whole groups when there are at least
+    ``MIN_TEMPLATE_GROUPS`` of them (:class:`PairedBootstrap`, as every other CI of scalex), and
+    the same resample is applied to every concept; ``resampled`` says which were resampled.
+    """
+    rows = []
+    for (c, axis), block in samples.groupby(["concept", "axis"], sort=False):
+        values = list(dict.fromkeys(axes[axis]))
+        n_prompts = int(block["prompt_index"].max()) + 1
+        n_seeds = int(block["seed_index"].max()) + 1
+        tpl = np.zeros(n_prompts, int)
+        tpl[block["prompt_index"].to_numpy()] = block["template_index"].to_numpy()
+        groups = template_groups(tpl, n_prompts)
+        boot = PairedBootstrap(n_seeds=n_seeds, n_boot=n_boot, seed=seed)
+        w = boot.weights(c, groups)  # (n_boot + 1, G, S); row 0 = the full sample
+        group_of = groups[block["prompt_index"].to_numpy()]
+        seed_of = block["seed_index"].to_numpy()
+        size = np.zeros((groups.max() + 1, n_seeds))  # samples per (group, seed)
+        np.add.at(size, (group_of, seed_of), 1)
+        total = np.einsum("bgs,gs->b", w, size)
+        for v in values:
+            hits = np.zeros_like(size)
+            mine = block["vote"].to_numpy() == v
+            np.add.at(hits, (group_of[mine], seed_of[mine]), 1)
+            share = np.einsum("bgs,gs->b", w, hits) / total
+            lo, hi = percentile_ci(share[1:], level)
+            rows.append(
+                {
+                    "concept": c,
+                    "axis": axis,
+                    "descriptor": v,
+                    "share": float(share[0]),
+                    "ci_low": float(lo),
+                    "ci_high": float(hi),
+                    "samples": len(block),
+                    "resampled": PairedBootstrap.resampled(int(groups.max()) + 1),
+                }
+            )
     return pd.DataFrame(rows, columns=VOTE_COLUMNS)
+
+
+def descriptor_votes(
+    diffs: Mapping[str, np.ndarray],
+    concepts: Sequence[str],
+    axes: Mapping[str, Sequence[str]],
+    templates: Mapping[str, np.ndarray] | None = None,
+    name_format: str = DEFAULT_NAME_FORMAT,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """:func:`vote_shares` of :func:`sample_votes`: on the content readout, an estimate of the
+    share of generated images that show each value."""
+    samples = sample_votes(diffs, concepts, axes, templates, name_format)
+    return vote_shares(samples, axes, n_boot=n_boot, level=level, seed=seed)

@@ -21,11 +21,18 @@ def run(
     axes: Mapping[str, Sequence[str]],
     out_dir: str | Path,
     boot: Mapping[str, Any],
+    readout: str | None = None,
 ) -> pd.DataFrame:
-    """Descriptor ranking per concept and axis (table, top-1 table, heatmap), and the share of
-    each concept's samples nearest each descriptor value (``votes.tsv``)."""
+    """Descriptor ranking per concept and axis (table, top-1 table, heatmap), each sample's vote
+    (``sample_votes.tsv``: prompt, seed and the nearest described variant) and the share of each
+    concept's samples voting for each value (``votes.tsv``)."""
     from scalex.analysis import figures
-    from scalex.analysis.descriptors import descriptor_alignment, descriptor_votes, top_descriptors
+    from scalex.analysis.descriptors import (
+        descriptor_alignment,
+        sample_votes,
+        top_descriptors,
+        vote_shares,
+    )
 
     out = Path(out_dir)
     slug_axes = {axis: [descriptor_slug(v) for v in values] for axis, values in axes.items()}
@@ -40,13 +47,30 @@ def run(
     )
     write_tsv(table, out / "descriptors.tsv")
     write_tsv(top_descriptors(table), out / "top_descriptors.tsv")
-    votes = descriptor_votes(
-        data["diffs"], list(targets), slug_axes, n_boot=boot["bootstrap"],
-        level=boot["confidence"], seed=boot["seed"],
-    )  # fmt: skip
+    samples = sample_votes(data["diffs"], list(targets), slug_axes, data["templates"])
+    votes = vote_shares(
+        samples, slug_axes, n_boot=boot["bootstrap"], level=boot["confidence"], seed=boot["seed"]
+    )
     write_tsv(votes, out / "votes.tsv")
-    figures.descriptor_heatmap(table, out / "descriptors.png")
+    write_tsv(with_prompts_and_seeds(samples, data), out / "sample_votes.tsv")
+    figures.descriptor_heatmap(table, out / "descriptors.png", readout=readout)
     return table
+
+
+def with_prompts_and_seeds(samples: pd.DataFrame, data: Mapping[str, Any]) -> pd.DataFrame:
+    """Name each sample by its prompt text and seed, so its image can be rendered."""
+    seeds = list(data["seeds"])
+    named = samples.copy()
+    named.insert(
+        2,
+        "prompt",
+        [
+            data["prompts"][c][p]
+            for c, p in zip(named["concept"], named["prompt_index"], strict=True)
+        ],
+    )
+    named.insert(3, "seed", [seeds[i] for i in named["seed_index"]])
+    return named
 
 
 def descriptor_slug(value: str) -> str:
@@ -63,6 +87,7 @@ def main(smk: Any) -> None:
             json.loads(smk.params.axes)["axes"],
             Path(smk.output.table).parent,
             json.loads(smk.params.bootstrap),
+            readout=smk.wildcards.readout,
         )
 
     run_rule(smk, work)

@@ -1,0 +1,38 @@
+"""The readouts' names, and which one each kind of result is read from.
+
+A light module (no numpy, no torch): the workflow imports it while it is parsed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+#: H-space under the sample's own prompt: the published SCALEX readout.
+PROMPT = "prompt"
+#: The same trajectory read under one fixed text: what the latent holds.
+CONTENT = "content"
+#: The text encoder's states alone, no diffusion model: the control.
+TEXT = "text"
+ALL = (PROMPT, CONTENT, TEXT)
+
+#: The readout whose per-sample votes are validated as per-image estimates
+#: (docs/validation.md, deviations 5 and 6).
+VALIDATED = CONTENT
+#: The control every finding is put beside.
+CONTROL = TEXT
+#: The readout of the published SCALEX cosine score.
+PUBLISHED = PROMPT
+
+
+def findings_readout(readouts: Sequence[str]) -> tuple[str, bool]:
+    """The readout the findings use, and whether it is the validated one: the validated
+    readout when the run stores it, else the published one, labelled not validated."""
+    if VALIDATED in readouts:
+        return VALIDATED, True
+    for fallback in (PUBLISHED, *readouts):
+        if fallback != CONTROL and fallback in readouts:
+            return fallback, False
+    raise ValueError(
+        "findings need an H-space readout (content or prompt) in extraction.readouts; "
+        f"got {list(readouts)}"
+    )
