@@ -81,7 +81,7 @@ BUCKETS[BASELINE_ID] = [BASELINE_ID]
 ANALYSIS = config["analysis"]
 #: What the model was built to show (a reference world's planted table), from its loader.
 GROUND_TRUTH = ground_truth(config["model"]["id"])
-#: Outputs that optional rule files (rules/validation.smk) add to the default target.
+#: Outputs that optional rule files (rules/reference_world.smk) add to the default target.
 EXTRA_OUTPUTS = []
 BOOTSTRAP = canonical_json(
     {key: ANALYSIS[key] for key in ("bootstrap", "confidence", "seed")}
@@ -236,6 +236,45 @@ def readout_outputs(readout):
 
 def descriptors_on():
     return ANALYSIS["descriptors"]["enabled"] and bool(descriptor_concepts())
+
+
+# -- findings (rules/findings.smk) -----------------------------------------------------------
+FINDINGS_READOUT, FINDINGS_VALIDATED = findings_readout(READOUTS)
+FINDINGS_REFERENCES = ANALYSIS["findings"]["references"]
+#: The published cosine score, compared with each reference beside the shares.
+PUBLISHED_READOUT = PUBLISHED if PUBLISHED in READOUTS else FINDINGS_READOUT
+
+
+def findings_axes():
+    return list(config["concepts"]["descriptors"]["axes"])
+
+
+def findings_inputs(wildcards):
+    """The findings readout's votes, the text control's (when stored), the reference tables
+    and the published score tables they name (editing any of them reruns the findings).
+    """
+    inputs = {
+        "votes": f"{TREE}/{FINDINGS_READOUT}/analysis/descriptors/votes.tsv",
+        "published": [
+            f"{TREE}/{PUBLISHED_READOUT}/analysis/defaults/{name}/bias.tsv"
+            for name in findings_published()
+        ],
+    }
+    inputs["references"] = [ref["file"] for ref in FINDINGS_REFERENCES.values()]
+    if CONTROL in READOUTS:
+        inputs["control"] = f"{TREE}/{CONTROL}/analysis/descriptors/votes.tsv"
+    return inputs
+
+
+def findings_published():
+    return [r["published"] for r in FINDINGS_REFERENCES.values() if r.get("published")]
+
+
+def findings_outputs():
+    """The run's headline (rules/findings.smk), made whenever descriptor concepts exist."""
+    if not descriptors_on():
+        return []
+    return [f"{TREE}/findings/findings.tsv", f"{TREE}/findings/references.tsv"]
 
 
 def all_outputs():

@@ -1,39 +1,6 @@
 # The run's headline: the estimated share of each concept's generated samples that show each
-# identity value, read from the validated readout's per-sample votes, the text control beside it.
-FINDINGS_READOUT, FINDINGS_VALIDATED = findings_readout(READOUTS)
-FINDINGS_REFERENCES = ANALYSIS["findings"]["references"]
-#: The published cosine score, compared with each reference beside the shares.
-PUBLISHED_READOUT = PUBLISHED if PUBLISHED in READOUTS else FINDINGS_READOUT
-
-
-def findings_axes():
-    return list(config["concepts"]["descriptors"]["axes"])
-
-
-def findings_inputs(wildcards):
-    """The findings readout's votes, the text control's (when stored), the reference tables
-    and the published score tables they name (editing any of them reruns the findings)."""
-    inputs = {
-        "votes": f"{TREE}/{FINDINGS_READOUT}/analysis/descriptors/votes.tsv",
-        "published": [
-            f"{TREE}/{PUBLISHED_READOUT}/analysis/defaults/{name}/bias.tsv"
-            for name in findings_published()
-        ],
-    }
-    inputs["references"] = [ref["file"] for ref in FINDINGS_REFERENCES.values()]
-    if CONTROL in READOUTS:
-        inputs["control"] = f"{TREE}/{CONTROL}/analysis/descriptors/votes.tsv"
-    return inputs
-
-
-def findings_published():
-    return [r["published"] for r in FINDINGS_REFERENCES.values() if r.get("published")]
-
-
-def findings_outputs():
-    if not descriptors_on():
-        return []
-    return [f"{TREE}/findings/findings.tsv", f"{TREE}/findings/references.tsv"]
+# identity value, read from the validated readout's per-sample votes, the text control beside it
+# (inputs and outputs: rules/common.smk).
 
 
 rule findings:
@@ -77,7 +44,9 @@ rule findings:
                     for name, ref in FINDINGS_REFERENCES.items()
                 },
                 "published_names": [
-                    name for name, r in FINDINGS_REFERENCES.items() if r.get("published")
+                    name
+                    for name, r in FINDINGS_REFERENCES.items()
+                    if r.get("published")
                 ],
             }
         ),

@@ -83,6 +83,26 @@ def _vocabulary(data: bytes):
     return breaks
 
 
+def _findings_reference(table: str, column: str):
+    """A gender axis and a reference table that lacks the column the config names."""
+
+    def breaks(world: World, cfg: dict):
+        path = world.work / "reference.csv"
+        path.write_text(table)
+        cfg["concepts"]["descriptors"] = {
+            "targets": ["professions"],
+            "axes": {"gender": ["female", "male"]},
+        }
+        cfg["analysis"]["findings"] = {
+            "references": {
+                "bls": {"file": str(path), "key": "profession", "column": column,
+                        "axis": "gender", "value": "female"}
+            }
+        }  # fmt: skip
+
+    return breaks
+
+
 def _extra_config(text: str):
     def breaks(world: World, _cfg: dict):
         path = world.work / "extra.yaml"
@@ -221,6 +241,27 @@ CASES = [
             },
         ),
         "nowhere.tsv",
+    ),  # fmt: skip
+    Case(
+        "findings reference on an undeclared axis",
+        _set(
+            "analysis.findings.references",
+            {
+                "bls": {
+                    "file": "nowhere.csv",
+                    "key": "a",
+                    "column": "b",
+                    "axis": "gender",
+                    "value": "female",
+                }
+            },
+        ),
+        "analysis.findings.references.bls.axis",
+    ),  # fmt: skip
+    Case(
+        "findings reference column missing",
+        _findings_reference("profession,pct_women\ndoctor,40\n", column="percent_women"),
+        "percent_women",
     ),  # fmt: skip
     Case(
         "vocabulary missing",

@@ -384,6 +384,7 @@ def _workflow(tmp_path: Path, model: Path, make_workflow_config) -> Path:
         "directions",
         "similarity",
         "analysis",
+        "findings",
         "conditioning",
     ]
     lines = [f'include: "{ROOT}/rules/{r}.smk"' for r in rules]

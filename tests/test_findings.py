@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -73,7 +72,12 @@ def test_references_are_compared_with_shares_and_the_published_score_beside():
     concepts = [f"job{i}" for i in range(8)]
     share = np.linspace(0.1, 0.9, 8)
     findings = findings_table(
-        _votes({(c, "gender"): {"female": s, "male": 1 - s} for c, s in zip(concepts, share)}),
+        _votes(
+            {
+                (c, "gender"): {"female": s, "male": 1 - s}
+                for c, s in zip(concepts, share, strict=True)
+            }
+        ),
         "content",
         True,
     )

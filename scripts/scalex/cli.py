@@ -2,6 +2,7 @@
 
     scalex run [SNAKEMAKE ARGS...]      # check the config files, then snakemake with the args
     scalex resume [SNAKEMAKE ARGS...]   # after a kill: unlock if nobody holds the lock, go on
+    scalex --help | --version           # what the commands do and where the findings land
 
 Why a wrapper at all: Snakemake reads every ``--configfile`` itself, before the workflow's own
 checks run, and a YAML error there names no file; and after a killed run a plain rerun stops on
@@ -21,7 +22,33 @@ import yaml
 
 from scalex.errors import ConfigError
 
-USAGE = "usage: scalex {run,resume} [snakemake arguments...]"
+USAGE = "usage: scalex {run,resume} [snakemake arguments...]\n       scalex --help | --version"
+
+HELP = f"""{USAGE}
+
+Audit a text-to-image diffusion model through its H-space: a thin layer over snakemake; every
+argument after the command goes to snakemake unchanged.
+
+commands:
+  run      Check the files given to --configfile (a YAML error names the file and line), then
+           run the workflow, e.g.
+             scalex run --cores 8 --configfile config/config.yaml
+  resume   After a killed or crashed run: unlock the folder if no snakemake is running in it,
+           then go on with --rerun-incomplete. Takes the same arguments as run.
+
+findings, after a run (under results/<model>-<hash>/):
+  findings/findings.tsv   per concept and identity axis (e.g. gender), the estimated share of
+                          the concept's generated samples that show each value, with its CI
+                          and sample count, from the validated (content) readout; beside it
+                          the text encoder alone, and whether that alone gives the same answer
+  findings/<axis>.png     the same shares as a figure, one per axis
+  snakemake --report report.html --configfile ...
+                          every table and figure of the run in one HTML report
+
+options:
+  -h, --help   show this help and exit
+  --version    print the version and exit
+"""
 
 
 def config_files(args: Sequence[str]) -> list[Path]:
@@ -114,10 +141,35 @@ def resume(args: Sequence[str]) -> int:
     return snakemake(args, "--rerun-incomplete")
 
 
+def version() -> str:
+    """The installed distribution's version, or the package's own when run from a source tree."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("scalex")
+    except PackageNotFoundError:
+        from scalex import __version__
+
+        return __version__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] not in ("run", "resume"):
-        print(USAGE, file=sys.stderr)
+    if not args:
+        print(HELP, end="")
+        return 2
+    if args[0] in ("-h", "--help"):
+        print(HELP, end="")
+        return 0
+    if args[0] == "--version":
+        print(f"scalex {version()}")
+        return 0
+    if args[0] not in ("run", "resume"):
+        print(
+            f"scalex: unknown command {args[0]!r}\n{USAGE}\n(scalex --help says more)",
+            file=sys.stderr,
+        )
         return 2
     command, rest = args[0], args[1:]
     try:

@@ -401,10 +401,10 @@ def check_findings_references(cfg: dict[str, Any], base: str | Path = ".") -> No
             columns = next(csv.reader(head, dialect))
         except (UnicodeDecodeError, csv.Error) as err:
             raise ConfigError(f"{key}.file {ref['file']} is not a CSV/TSV table: {err}") from err
-        for field in ("key", "column"):
-            if ref[field] not in columns:
+        for name_of in ("key", "column"):
+            if ref[name_of] not in columns:
                 raise ConfigError(
-                    f"{key}.{field}: column {ref[field]!r} not in {ref['file']} "
+                    f"{key}.{name_of}: column {ref[name_of]!r} not in {ref['file']} "
                     f"(columns: {list(columns)})"
                 )
 

@@ -4,7 +4,7 @@ scalex itself knows nothing of reference worlds: a loader plugged in through the
 recognises its folders, supplies the pipeline parts diffusers cannot load from them (here the
 packaged MiniLM text encoder and tokenizer), names their family, and points to their ground
 truth (the planted world table next to the model folder), which switches on the workflow's
-validation rules (rules/validation.smk).
+validation rules (rules/reference_world.smk).
 """
 
 from __future__ import annotations

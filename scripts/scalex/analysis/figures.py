@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
@@ -33,12 +35,22 @@ NEUTRAL = "#999999"
 LEAN_A, LEAN_B = PALETTE[1], PALETTE[3]
 DIVERGING = "PuOr_r"
 SEQUENTIAL = "cividis"
+#: What the bias figures call their score: the published SCALEX cosine score is a signed cosine
+#: difference, not an estimate of how many images show a value (that is ``findings_figure``).
+SCALEX_SCORE = "published SCALEX score (cosine; not validated as a share)"
+UNRESOLVED_HATCH = "////"
+#: What each clustering variant holds, for the titles.
+VARIANTS = {"raw": "raw", "axes_removed": "axes_removed (identity axes projected out)"}
+
+
+#: Resolution of the saved PNGs; labels are placed at it, as text extents vary with the dpi.
+DPI = 150
 
 
 def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150, bbox_inches="tight")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
     return path
 
 
@@ -53,6 +65,23 @@ def _pair(table: pd.DataFrame, pair: Sequence[str] | None) -> tuple[str, str]:
     return str(pair[0]), str(pair[1])
 
 
+def _where(readout: str | None = None, variant: str | None = None) -> str:
+    """Which numbers a figure shows, for its title (``content readout, axes_removed (...)``)."""
+    parts = [f"{readout} readout"] if readout else []
+    if variant:
+        parts.append(VARIANTS.get(variant, str(variant)))
+    return ", ".join(parts)
+
+
+def _title(head: str | None, readout: str | None = None, variant: str | None = None) -> str:
+    """A title line naming the readout (and clustering variant), so a figure read on its own,
+    out of its folder, still says which numbers it shows."""
+    where = _where(readout, variant)
+    if head and where:
+        return f"{head} — {where}"
+    return head or where
+
+
 def _ci_note(table: pd.DataFrame) -> str:
     level, n_boot = table.attrs.get("level"), table.attrs.get("n_boot")
     if level is None:
@@ -60,34 +89,193 @@ def _ci_note(table: pd.DataFrame) -> str:
     return f"whiskers: {level:.0%} bootstrap CI over seeds and templates ({n_boot} replicates)"
 
 
+#: Label placement: gap between a point and its label, and padding around a label, in points.
+_LABEL_GAP, _LABEL_PAD = 2.5, 2.0
+#: Where a label may sit around its point, in order of preference: up-right, right, down-right,
+#: up-left, left, down-left, above, below (unit steps of the label's half size plus the gap).
+_SPOTS = np.array([(1, 1), (1, 0), (1, -1), (-1, 1), (-1, 0), (-1, -1), (0, 1), (0, -1)], float)
+
+
+def place_labels(
+    ax: Axes,
+    xy: np.ndarray,
+    labels: Sequence[str],
+    fontsize: float = 7,
+    marker_size: float = 6.0,
+    rings: int = 12,
+) -> list:
+    """Label each point so that no two labels overlap and no label covers a marker.
+
+    Deterministic: the most crowded points choose first, each label takes the first free spot of
+    eight around its point (up-right first) and, when all are taken, of the eight one label
+    height further out, ring by ring, with a thin leader line once it leaves its point; if none
+    is free it takes the spot of least overlap. Extents are measured as drawn at the saved
+    resolution (text widths vary with the dpi), so the figure is laid out first and the axes'
+    limits are frozen; the labels stay inside the axes and out of the layout, so they cannot
+    move the axes they were placed in. Call it last. Returns the annotations.
+    """
+    fig = ax.figure
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+    shown_dpi = fig.dpi
+    fig.set_dpi(DPI)
+    try:
+        return _place_labels(ax, xy, labels, fontsize, marker_size, rings)
+    finally:
+        fig.set_dpi(shown_dpi)
+
+
+def _place_labels(
+    ax: Axes,
+    xy: np.ndarray,
+    labels: Sequence[str],
+    fontsize: float,
+    marker_size: float,
+    rings: int,
+) -> list:
+    fig = ax.figure
+    # The layout, twice (a constrained layout with fixed aspects settles in two passes): the
+    # axes' place on the page is final from here on.
+    fig.canvas.draw()
+    fig.canvas.draw()
+    ax.set_xlim(ax.get_xlim())
+    ax.set_ylim(ax.get_ylim())
+    renderer = fig.canvas.get_renderer()
+    px = fig.dpi / 72.0  # display pixels per point
+    xy = np.asarray(xy, dtype=float).reshape(-1, 2)
+    pts = ax.transData.transform(xy)
+    keep = np.flatnonzero(np.isfinite(pts).all(axis=1))
+    half = np.zeros((len(labels), 2))
+    for i in keep:
+        probe = ax.text(0, 0, str(labels[i]), fontsize=fontsize)
+        box = probe.get_window_extent(renderer)
+        probe.remove()
+        half[i] = box.width / 2 + _LABEL_PAD * px, box.height / 2 + _LABEL_PAD * px
+    gap, radius = _LABEL_GAP * px, marker_size / 2 * px + _LABEL_PAD * px
+    # Clear of its own (round) marker: beside it a radius away, diagonally a corner closer.
+    clear = np.where(np.abs(_SPOTS).sum(axis=1) == 2, 0.5, 1.0) * marker_size / 2 * px + gap
+    frame = ax.bbox
+    lo, hi = np.array([frame.x0, frame.y0]), np.array([frame.x1, frame.y1])
+    # Crowded first: points with the most others within a label's reach pick their spot first.
+    reach = np.hypot(*pts[keep].T[:, :, None] - pts[keep].T[:, None, :]) < 4 * half[keep, 1:].max(
+        initial=1.0
+    )
+    order = keep[np.argsort(-reach.sum(axis=1), kind="stable")]
+    placed = np.empty((0, 4))  # x0, y0, x1, y1 of the labels placed so far
+    markers = np.column_stack([pts[keep] - radius, pts[keep] + radius])
+    centre = np.zeros_like(pts)
+    ring_of = np.zeros(len(labels), int)
+    for i in order:
+        best, best_cost = None, np.inf
+        for ring in range(rings + 1):
+            out = clear + ring * 2 * half[i, 1]
+            cand = pts[i] + _SPOTS * (half[i] + out[:, None])
+            boxes = np.column_stack([cand - half[i], cand + half[i]])
+            shift = np.clip(lo - boxes[:, :2], 0, None) - np.clip(boxes[:, 2:] - hi, 0, None)
+            boxes += np.tile(shift, 2)  # inside the axes
+            cost = _overlap(boxes, placed) + 0.25 * _overlap(boxes, markers[keep != i])
+            k = int(np.argmin(cost))
+            if cost[k] < best_cost:
+                best, best_cost, ring_of[i] = boxes[k], cost[k], ring
+            if best_cost == 0:
+                break
+        placed = np.vstack([placed, best])
+        centre[i] = (best[:2] + best[2:]) / 2
+    annotations = []
+    for i in keep:
+        offset = (centre[i] - pts[i]) / px
+        arrow = (
+            {"arrowstyle": "-", "color": "#777777", "lw": 0.5, "shrinkA": 0, "shrinkB": 3}
+            if ring_of[i] > 0
+            else None
+        )
+        ann = ax.annotate(
+            str(labels[i]),
+            tuple(xy[i]),
+            xytext=tuple(offset),
+            textcoords="offset points",
+            ha="center",
+            va="center",
+            fontsize=fontsize,
+            arrowprops=arrow,
+            annotation_clip=False,
+        )
+        ann.set_in_layout(False)
+        annotations.append(ann)
+    return annotations
+
+
+def _overlap(boxes: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Total overlap area of each box (x0, y0, x1, y1) with the ``others``."""
+    if not len(others):
+        return np.zeros(len(boxes))
+    w = np.minimum(boxes[:, None, 2], others[None, :, 2]) - np.maximum(
+        boxes[:, None, 0], others[None, :, 0]
+    )
+    h = np.minimum(boxes[:, None, 3], others[None, :, 3]) - np.maximum(
+        boxes[:, None, 1], others[None, :, 1]
+    )
+    return (np.clip(w, 0, None) * np.clip(h, 0, None)).sum(axis=1)
+
+
 def bias_bar(
     table: pd.DataFrame,
     path: str | Path,
     pair: Sequence[str] | None = None,
     title: str | None = None,
+    readout: str | None = None,
 ) -> Path:
-    """Ranked horizontal bars of the pooled bias score with CI whiskers (from ``default_bias``)."""
+    """Ranked horizontal bars of the pooled bias score with CI whiskers (from ``default_bias``).
+
+    The score is the published SCALEX cosine score, so the axis is symmetric about 0 and named as
+    such (it is no share of images), and bars whose CI crosses 0 are hatched and pale: their
+    lean is not resolved with these prompts and seeds.
+    """
     a, b = _pair(table, pair)
     rows = table[table["step"].astype(str) == "all"].sort_values("score", kind="stable")
     n = len(rows)
-    fig = Figure(figsize=(7, max(2.5, 0.28 * n + 1.5)), layout="constrained")
+    fig = Figure(figsize=(7.5, max(2.8, 0.28 * n + 1.8)), layout="constrained")
     ax = fig.add_subplot()
     y = np.arange(n)
     score = rows["score"].to_numpy(dtype=float)
-    err = np.vstack([score - rows["ci_low"].to_numpy(), rows["ci_high"].to_numpy() - score])
+    low, high = rows["ci_low"].to_numpy(dtype=float), rows["ci_high"].to_numpy(dtype=float)
+    err = np.abs(np.vstack([score - low, high - score]))
+    unresolved = (low <= 0) & (high >= 0)
     # Same sides as the per-step heatmap (PuOr_r): orange leans to a, purple to b.
     colours = [LEAN_A if s > 0 else LEAN_B for s in score]
-    ax.barh(y, score, color=colours, xerr=np.abs(err), ecolor="#333333", capsize=2)
+    for i in range(n):
+        pale = bool(unresolved[i])
+        ax.barh(
+            y[i],
+            score[i],
+            color=to_rgba(colours[i], 0.35 if pale else 1.0),
+            edgecolor=colours[i],
+            hatch=UNRESOLVED_HATCH if pale else None,
+            lw=0.8,
+        )
+    ax.errorbar(score, y, xerr=err, fmt="none", ecolor="#333333", capsize=2, lw=1)
     ax.axvline(0, color="black", lw=0.8)
+    reach = float(np.nanmax(np.abs(np.concatenate([low, high, score])))) if n else 1.0
+    reach = 1.08 * reach if np.isfinite(reach) and reach > 0 else 1.0
+    ax.set_xlim(-reach, reach)
     ax.set_yticks(y, rows["concept"].astype(str))
-    ax.set_xlabel(f"bias score = cos(d, d_{a}) − cos(d, d_{b})")
-    ax.set_title(title or f"Default bias: {a} vs {b}\n{_ci_note(table)}", fontsize=10)
+    ax.set_xlabel(
+        f"published SCALEX score = cos(d, d_{a}) − cos(d, d_{b})\n(signed cosine; 0 = no lean)"
+    )
+    head = title or f"{SCALEX_SCORE[0].upper()}{SCALEX_SCORE[1:]}: {a} vs {b}"
+    ax.set_title(f"{_title(head, readout)}\n{_ci_note(table)}", fontsize=10)
     ax.legend(
         handles=[
             Patch(color=LEAN_A, label=f"closer to '{a}'"),
             Patch(color=LEAN_B, label=f"closer to '{b}'"),
+            Patch(
+                facecolor="white",
+                edgecolor="#555555",
+                hatch=UNRESOLVED_HATCH,
+                label="CI crosses 0 (lean not resolved)",
+            ),
         ],
-        loc="lower right",
+        loc="best",
         fontsize=8,
     )
     return _save(fig, path)
@@ -99,6 +287,7 @@ def bias_profile(
     pair: Sequence[str] | None = None,
     title: str | None = None,
     max_lines: int = 10,
+    readout: str | None = None,
 ) -> Path:
     """Bias score per denoising step: lines with CI bands, or a heatmap when concepts are many."""
     a, b = _pair(table, pair)
@@ -107,8 +296,8 @@ def bias_profile(
     concepts = list(dict.fromkeys(per_step["concept"]))
     steps = sorted(per_step["step"].unique())
     grid = per_step.pivot(index="concept", columns="step", values="score").loc[concepts, steps]
-    label = f"bias score: cos(d, d_{a}) − cos(d, d_{b})"
-    heading = title or f"Bias per denoising step: {a} vs {b}"
+    label = f"published SCALEX score: cos(d, d_{a}) − cos(d, d_{b})"
+    heading = _title(title or f"Published SCALEX score per denoising step: {a} vs {b}", readout)
     if len(concepts) <= max_lines:
         fig = Figure(figsize=(7, 4.5), layout="constrained")
         ax = fig.add_subplot()
@@ -154,6 +343,7 @@ def reference_scatter(
     xlabel: str = "reference",
     ylabel: str = "bias score",
     title: str | None = None,
+    readout: str | None = None,
 ) -> Path:
     """Bias score against an external reference per concept, labelled, correlation in the title."""
     corr = correlation or correlate_with_reference(scores, reference)
@@ -164,8 +354,6 @@ def reference_scatter(
     fig = Figure(figsize=(6.5, 5.5), layout="constrained")
     ax = fig.add_subplot()
     ax.scatter(x, y, color=PALETTE[0], s=22, zorder=3)
-    for xi, yi, n in zip(x, y, names, strict=True):
-        ax.annotate(str(n), (xi, yi), xytext=(3, 3), textcoords="offset points", fontsize=7)
     if len(x) >= 2 and np.ptp(x) > 0:
         slope, icpt = np.polyfit(x, y, 1)
         xs = np.linspace(x.min(), x.max(), 2)
@@ -174,39 +362,51 @@ def reference_scatter(
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     lv = corr.get("level", 0.95)
+    head = _title(title or f"{ylabel} vs {xlabel}", readout)
     ax.set_title(
-        (title + "\n" if title else "")
+        (head + "\n" if head else "")
         + f"Pearson r = {corr['pearson_r']:.2f} [{corr['pearson_ci_low']:.2f}, "
         f"{corr['pearson_ci_high']:.2f}], Spearman ρ = {corr['spearman_rho']:.2f} "
         f"[{corr['spearman_ci_low']:.2f}, {corr['spearman_ci_high']:.2f}]\n"
         f"n = {corr['n']} concepts, {lv:.0%} bootstrap CIs over concepts",
         fontsize=9,
     )
+    place_labels(ax, np.column_stack([x, y]), [str(n) for n in names], marker_size=5)
     return _save(fig, path)
 
 
-def descriptor_heatmap(table: pd.DataFrame, path: str | Path, title: str | None = None) -> Path:
-    """Per axis, a concepts x descriptor-values heatmap of alignment with the top value boxed."""
+def descriptor_heatmap(
+    table: pd.DataFrame,
+    path: str | Path,
+    title: str | None = None,
+    readout: str | None = None,
+) -> Path:
+    """Per axis, a concepts x descriptor-values heatmap of alignment with the top value boxed.
+
+    Alignments often all lie in a narrow band (say 0.80-0.95), so the colours span the data's
+    2nd-98th percentiles rather than -1..1 (the colourbar says so and is extended where values
+    fall outside), and every cell carries its value.
+    """
     axes_names = list(dict.fromkeys(table["axis"]))
     concepts = list(dict.fromkeys(table["concept"]))
     widths = [max(2, table.loc[table["axis"] == ax_, "descriptor"].nunique()) for ax_ in axes_names]
-    fig = Figure(figsize=(2.5 + 0.8 * sum(widths), 1.8 + 0.3 * len(concepts)), layout="constrained")
+    fig = Figure(figsize=(3.0 + 0.8 * sum(widths), 2.0 + 0.3 * len(concepts)), layout="constrained")
     subplots = fig.subplots(1, len(axes_names), squeeze=False, width_ratios=widths)[0]
-    finite = table["alignment"].to_numpy(dtype=float)
-    vmin, vmax = float(np.nanmin(finite)), float(np.nanmax(finite))
+    values_all = table["alignment"].to_numpy(dtype=float)
+    values_all = values_all[np.isfinite(values_all)]
+    vmin, vmax = robust_range(values_all)
+    extend = _extend(values_all, vmin, vmax)
     im = None
     for ax, axis in zip(subplots, axes_names, strict=True):
         part = table[table["axis"] == axis]
         values = list(dict.fromkeys(part["descriptor"]))
         grid = part.pivot(index="concept", columns="descriptor", values="alignment")
         grid = grid.reindex(index=concepts, columns=values)
-        im = ax.imshow(
-            grid.to_numpy(dtype=float), cmap=SEQUENTIAL, vmin=vmin, vmax=vmax, aspect="auto"
-        )
         arr = grid.to_numpy(dtype=float)
+        im = ax.imshow(arr, cmap=SEQUENTIAL, vmin=vmin, vmax=vmax, aspect="auto")
         for (i, j), val in np.ndenumerate(arr):
             if np.isfinite(val):
-                light = (val - vmin) / ((vmax - vmin) or 1.0) > 0.6
+                light = (min(max(val, vmin), vmax) - vmin) / ((vmax - vmin) or 1.0) > 0.6
                 ax.text(
                     j,
                     i,
@@ -228,13 +428,41 @@ def descriptor_heatmap(table: pd.DataFrame, path: str | Path, title: str | None 
         ax.set_xticks(range(len(values)), [str(v) for v in values], rotation=45, ha="right")
         ax.set_yticks(range(len(concepts)), [str(c) for c in concepts])
         ax.set_title(f"axis: {axis}", fontsize=10)
-    fig.colorbar(im, ax=list(subplots), label="alignment cos(d_c, d_(v c))")
+    fig.colorbar(
+        im,
+        ax=list(subplots),
+        extend=extend,
+        label="alignment cos(d_c, d_(v c))\ncolours span the data's 2nd–98th percentile",
+    )
+    head = _title(title or "Descriptor alignment per axis", readout)
     fig.suptitle(
-        title
-        or "Descriptor alignment per axis (frame: top-1; solid = margin CI above 0, dashed = not)",
+        f"{head}\nframe: top-1 value; solid = margin CI above 0, dashed = not",
         fontsize=10,
     )
     return _save(fig, path)
+
+
+def robust_range(
+    values: np.ndarray, percentiles: tuple[float, float] = (2, 98)
+) -> tuple[float, float]:
+    """A colour range fitted to the data: its percentiles, widened when the data are constant,
+    so that one outlier or a narrow band still leaves the values told apart."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if not values.size:
+        return 0.0, 1.0
+    lo, hi = (float(v) for v in np.percentile(values, percentiles))
+    if hi - lo < 1e-9:
+        pad = max(abs(lo) * 0.01, 1e-3)
+        lo, hi = lo - pad, hi + pad
+    return lo, hi
+
+
+def _extend(values: np.ndarray, vmin: float, vmax: float) -> str:
+    below, above = bool((values < vmin).any()), bool((values > vmax).any())
+    return {(True, True): "both", (True, False): "min", (False, True): "max"}.get(
+        (below, above), "neither"
+    )
 
 
 def dendrogram(
@@ -243,6 +471,8 @@ def dendrogram(
     clusters: Sequence[Hashable],
     path: str | Path,
     title: str | None = None,
+    readout: str | None = None,
+    variant: str | None = None,
 ) -> Path:
     """Dendrogram of a scipy linkage; links and leaf labels coloured by the given cluster labels.
 
@@ -275,7 +505,10 @@ def dendrogram(
     for tick in ax.get_yticklabels():
         tick.set_color(colours[by_label[tick.get_text()]])
     ax.set_xlabel("linkage distance (1 − cosine)")
-    ax.set_title(title or f"Hierarchical clustering of {n} concept directions", fontsize=10)
+    ax.set_title(
+        _title(title or f"Hierarchical clustering of {n} concept directions", readout, variant),
+        fontsize=10,
+    )
     ax.legend(
         handles=[Patch(color=c, label=f"cluster {k}") for k, c in colours.items()],
         fontsize=7,
@@ -302,6 +535,8 @@ def similarity_heatmap(
     path: str | Path,
     order: Sequence[int] | None = None,
     title: str | None = None,
+    readout: str | None = None,
+    variant: str | None = None,
 ) -> Path:
     """Cosine-similarity matrix with rows/columns grouped by cluster and cluster blocks outlined."""
     sim = np.asarray(similarity, dtype=float)
@@ -330,9 +565,8 @@ def similarity_heatmap(
         ax.set_xticks([])
         ax.set_yticks([])
     fig.colorbar(im, ax=ax, label="cosine similarity of directions", shrink=0.8)
-    ax.set_title(
-        title or f"Concept similarity, grouped into {len(edges) - 1} clusters", fontsize=10
-    )
+    head = title or f"Concept similarity, grouped into {len(edges) - 1} clusters"
+    ax.set_title(_title(head, readout, variant), fontsize=10)
     return _save(fig, path)
 
 
@@ -361,6 +595,8 @@ def concept_map(
     sets: Sequence[Hashable] | None = None,
     method: str = "mds",
     title: str | None = None,
+    readout: str | None = None,
+    variant: str | None = None,
 ) -> Path:
     """2-D map of concepts: classical MDS of 1 − cosine, or PCA of the directions.
 
@@ -374,6 +610,8 @@ def concept_map(
         sets=sets,
         method=method,
         title=title,
+        readout=readout,
+        variant=variant,
     )
     return _save(fig, path)
 
@@ -382,6 +620,17 @@ def concept_map(
 _MAP_SIZE = (7.5, 6.0)
 _LEGEND_PAD = 0.15  # inches around and between the legends
 _LABEL_WIDTH = 40  # characters per line of a set name in the legend
+_MEMBERS_SHOWN = 6  # cluster members named in the legend before "+N more"
+
+
+def cluster_label(cluster: Hashable, members: Sequence[str], shown: int = _MEMBERS_SHOWN) -> str:
+    """``cluster 1: doctor, nurse, surgeon`` (the first ``shown`` members, then "+N more"),
+    wrapped, so the legend says what each colour is rather than only a number."""
+    names = [str(m) for m in members]
+    text = ", ".join(names[:shown])
+    if len(names) > shown:
+        text += f", +{len(names) - shown}\u00a0more"  # no line break inside "+N more"
+    return textwrap.fill(f"cluster {cluster}: {text}", _LABEL_WIDTH, subsequent_indent="  ")
 
 
 def concept_map_figure(
@@ -392,13 +641,16 @@ def concept_map_figure(
     sets: Sequence[Hashable] | None = None,
     method: str = "mds",
     title: str | None = None,
+    readout: str | None = None,
+    variant: str | None = None,
 ) -> Figure:
     """The figure :func:`concept_map` saves (same arguments, less ``path``).
 
-    The legends (clusters above, sets below) sit in a strip right of the map whose size is
-    measured from the legends themselves, and the figure grows by that strip, so that no legend
-    reaches past the figure's edge or covers the other however many sets there are and however
-    long their names (wrapped at 40 characters).
+    The legends (clusters, each with its first members, above; sets below) sit in a strip right
+    of the map whose size is measured from the legends themselves, and the figure grows by that
+    strip, so that no legend reaches past the figure's edge or covers the other however many sets
+    there are and however long their names (wrapped at 40 characters). Up to 80 concepts are
+    labelled, placed by :func:`place_labels` so that no two labels overlap.
     """
     n = len(ids)
     if method == "mds":
@@ -437,19 +689,17 @@ def concept_map_figure(
             edgecolors="black",
             linewidths=0.4,
         )
-        if n <= 80:
-            ax.annotate(
-                str(ids[i]), coords[i], xytext=(3, 3), textcoords="offset points", fontsize=7
-            )
+    ax.margins(0.08)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     what = "classical MDS of 1 − cosine" if method == "mds" else "PCA of directions"
-    ax.set_title(title or f"Map of {n} concepts ({what})", fontsize=10)
+    ax.set_title(_title(title or f"Map of {n} concepts ({what})", readout, variant), fontsize=10)
 
     # Figure legends, which the constrained layout leaves alone: it lays the map out in the
     # rectangle left of the legend strip (set below), and the legends are stacked in the strip.
-    handles = [[Patch(color=c, label=f"cluster {k}") for k, c in colours.items()]]
-    titles = ["cluster"]
+    members = {k: [str(ids[i]) for i in range(n) if clusters[i] == k] for k in colours}
+    handles = [[Patch(color=c, label=cluster_label(k, members[k])) for k, c in colours.items()]]
+    titles = ["cluster: members"]
     if len(set_names) > 1:
         handles.append(
             [
@@ -500,6 +750,8 @@ def concept_map_figure(
             + ScaledTranslation(-(strip - _LEGEND_PAD), -top, fig.dpi_scale_trans),
         )
         top += size.height
+    if n <= 80:
+        place_labels(ax, coords, [str(i) for i in ids])
     return fig
 
 
@@ -509,6 +761,8 @@ def silhouette_curve(
     chosen_k: int,
     path: str | Path,
     title: str | None = None,
+    readout: str | None = None,
+    variant: str | None = None,
 ) -> Path:
     """Mean silhouette against the number of clusters, with the chosen k marked."""
     ks = np.asarray(ks)
@@ -530,12 +784,16 @@ def silhouette_curve(
         ax.legend(fontsize=8)
     ax.set_xlabel("number of clusters k")
     ax.set_ylabel("mean silhouette (cosine distance)")
-    ax.set_title(title or "Choosing the number of clusters", fontsize=10)
+    ax.set_title(_title(title or "Choosing the number of clusters", readout, variant), fontsize=10)
     return _save(fig, path)
 
 
 def discovery_bars(
-    table: pd.DataFrame, path: str | Path, max_queries: int = 6, title: str | None = None
+    table: pd.DataFrame,
+    path: str | Path,
+    max_queries: int = 6,
+    title: str | None = None,
+    readout: str | None = None,
 ) -> Path:
     """Per query, the most and least aligned vocabulary prompts as horizontal bars."""
     queries = list(dict.fromkeys(table["query"]))[:max_queries]
@@ -561,28 +819,256 @@ def discovery_bars(
         ],
         fontsize=7,
     )
-    fig.suptitle(title or "Vocabulary prompts most and least aligned with each query", fontsize=11)
+    head = title or "Vocabulary prompts most and least aligned with each query"
+    fig.suptitle(_title(head, readout), fontsize=11)
     return _save(fig, path)
 
 
 def readouts_scatter(wide: pd.DataFrame, path: str | Path, title: str | None = None) -> Path:
-    """Each H-space readout's scores against the text-encoder control's, one panel each."""
+    """Each H-space readout's scores against the text-encoder control's, one panel each.
+
+    The panels share both axes with equal limits and draw y = x, so a point's distance from the
+    diagonal reads the same in every panel: on the diagonal, the readout says what the text
+    encoder alone already says.
+    """
     others = [c.removesuffix("_score") for c in wide.columns if c.endswith("_score")]
     others = [r for r in others if r != "text"]
-    fig = Figure(figsize=(4.2 * max(1, len(others)), 4.2), layout="constrained")
-    axes = fig.subplots(1, max(1, len(others)), squeeze=False)[0]
+    k = max(1, len(others))
+    fig = Figure(figsize=(4.4 * k, 4.9), layout="constrained")
+    axes = fig.subplots(1, k, squeeze=False, sharex=True, sharey=True)[0]
     x = wide["text_score"].to_numpy(float)
-    for ax, readout in zip(axes, others, strict=False):
-        y = wide[f"{readout}_score"].to_numpy(float)
+    ys = [wide[f"{r}_score"].to_numpy(float) for r in others]
+    every = np.concatenate([x, *ys])
+    every = every[np.isfinite(every)]
+    lo, hi = (float(every.min()), float(every.max())) if every.size else (-1.0, 1.0)
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    pad = 0.08 * ((hi - lo) or 1.0)
+    lims = (lo - pad, hi + pad)
+    for ax, readout, y in zip(axes, others, ys, strict=False):
         ax.axhline(0, color=NEUTRAL, lw=0.6)
         ax.axvline(0, color=NEUTRAL, lw=0.6)
+        ax.plot(lims, lims, ls="--", color="#555555", lw=0.9, label="y = x (same as text alone)")
         ax.scatter(x, y, color=PALETTE[0], s=18, zorder=3)
-        for xi, yi, n in zip(x, y, wide["concept"], strict=True):
-            ax.annotate(str(n), (xi, yi), xytext=(2, 2), textcoords="offset points", fontsize=6)
         rho = pd.Series(x).corr(pd.Series(y), method="spearman")
         ax.set_title(f"{readout} readout vs text encoder alone\nSpearman ρ = {rho:.2f}", fontsize=9)
-        ax.set_xlabel("text-encoder control score")
-        ax.set_ylabel(f"{readout} readout score")
-    if title:
-        fig.suptitle(title, fontsize=10)
+        ax.set_xlabel("text encoder alone (text readout)")
+        ax.set_ylabel(f"{readout} readout")
+        ax.set_aspect("equal", adjustable="box")
+        ax.legend(fontsize=7, loc="best")
+    axes[0].set_xlim(lims)
+    axes[0].set_ylim(lims)
+    what = "published SCALEX score (cosine) per concept: each readout vs the text encoder alone"
+    fig.suptitle(f"{title} — {what}" if title else what[0].upper() + what[1:], fontsize=10)
+    for ax, y in zip(axes, ys, strict=False):
+        place_labels(ax, np.column_stack([x, y]), [str(n) for n in wide["concept"]], fontsize=6)
+    return _save(fig, path)
+
+
+#: Mark of a concept whose majority value the text encoder alone already gives.
+TEXT_AGREES_MARK = " ‡"
+
+
+def findings_plot(table: pd.DataFrame, axis: str, readout: str) -> Figure:
+    """The figure :func:`findings_figure` saves (same arguments, less ``path``)."""
+    rows = table[table["axis"] == axis]
+    if rows.empty:
+        raise ValueError(f"findings_figure: no rows for axis {axis!r}")
+    values = list(dict.fromkeys(rows["value"].astype(str)))
+    first = values[0]
+    rows = rows[rows["value"].astype(str) == first]
+    rows = rows.sort_values(["share", "concept"], kind="stable", na_position="first")
+    n = len(rows)
+    share = rows["share"].to_numpy(dtype=float)
+    low, high = rows["ci_low"].to_numpy(dtype=float), rows["ci_high"].to_numpy(dtype=float)
+    text = rows["text_share"].to_numpy(dtype=float) if "text_share" in rows else np.full(n, np.nan)
+    agrees = (
+        rows["text_agrees"].fillna(False).astype(bool).to_numpy()
+        if "text_agrees" in rows
+        else np.zeros(n, bool)
+    )
+    samples = rows["samples"].to_numpy() if "samples" in rows else np.full(n, np.nan)
+    validated = bool(rows["validated"].all()) if "validated" in rows else True
+
+    fig = Figure(figsize=(7.5, max(3.0, 0.3 * n + 2.2)), layout="constrained")
+    ax = fig.add_subplot()
+    y = np.arange(n)
+    ax.axvline(0.5, color="#555555", lw=0.9, ls="--", zorder=1)
+    err = np.abs(np.vstack([share - low, high - share]))
+    model = ax.errorbar(
+        share,
+        y,
+        xerr=err,
+        fmt="o",
+        color=PALETTE[0],
+        ecolor=PALETTE[0],
+        capsize=2.5,
+        ms=6,
+        lw=1.2,
+        zorder=3,
+        label="share of the model's samples (CI)",
+    )
+    handles = [model]
+    for part in (model.lines[0], *model.lines[1], *model.lines[2]):
+        part.set_clip_on(False)  # a share of 0 or 1 sits on the frame, whole
+    if np.isfinite(text).any():
+        control = ax.scatter(
+            text,
+            y,
+            marker="o",
+            s=46,
+            facecolors="none",
+            edgecolors=PALETTE[5],
+            lw=1.3,
+            zorder=4,
+            label="text encoder alone",
+            clip_on=False,
+        )
+        handles.append(control)
+    labels = [
+        str(c) + (TEXT_AGREES_MARK if a else "")
+        for c, a in zip(rows["concept"], agrees, strict=True)
+    ]
+    ax.set_yticks(y, labels)
+    ax.set_ylim(-0.7, n - 0.3)
+    ax.set_xlim(0, 1)
+    xlabel = f"share of generated samples showing '{first}'"
+    if len(values) > 2:
+        xlabel += f"\n(first of {len(values)} values: {', '.join(values)}; the others not shown)"
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="x", color="#dddddd", lw=0.6)
+    ax.set_axisbelow(True)
+
+    half = "0.5: no majority" if len(values) == 2 else "0.5: half the samples"
+    handles.append(Line2D([], [], ls="--", color="#555555", label=half))
+    if agrees.any():
+        handles.append(
+            Line2D(
+                [],
+                [],
+                ls="",
+                label=f"{TEXT_AGREES_MARK.strip()} text encoder alone gives the same majority",
+            )
+        )
+    fig.legend(handles=handles, fontsize=7, loc="outside lower center", ncols=2, frameon=False)
+
+    finite_n = samples[pd.notna(samples)]
+    constant_n = len(set(finite_n.tolist())) == 1
+    if not constant_n:
+        right = ax.secondary_yaxis("right")
+        right.set_yticks(y, [f"n = {int(v)}" if pd.notna(v) else "" for v in samples])
+        right.tick_params(length=0, labelsize=7)
+    where = f"{readout} readout " + ("(validated)" if validated else "(NOT validated)")
+    notes = [_share_ci_note(rows)]
+    if constant_n:
+        notes.append(f"n = {int(finite_n[0])} samples per concept")
+    ax.set_title(f"{axis}: estimated share per concept — {where}\n" + "; ".join(notes), fontsize=10)
+    return fig
+
+
+def findings_figure(table: pd.DataFrame, axis: str, path: str | Path, readout: str) -> Path:
+    """The run's headline finding for one identity axis: per concept, the estimated share of
+    its generated samples that show the axis's first value, with CI whiskers, sorted, beside the
+    text-encoder control (hollow) and a "‡" where the text encoder alone gives the same majority.
+
+    For an axis of more than two values only the first value's share is drawn, and the x-label
+    says so. ``table`` is ``findings.tsv`` (:func:`scalex.analysis.findings.findings_table`).
+    """
+    return _save(findings_plot(table, axis, readout), path)
+
+
+def _share_ci_note(rows: pd.DataFrame) -> str:
+    level = rows.attrs.get("level")
+    what = f"{level:.0%} " if level is not None else ""
+    over = ""
+    if "resampled" in rows and rows["resampled"].notna().any():
+        over = f" over {rows['resampled'].dropna().astype(str).iloc[0].replace('+', ' and ')}"
+    return f"whiskers: {what}bootstrap CI{over}"
+
+
+def _side(names: Sequence[str]) -> str:
+    names = [str(n) for n in names]
+    return names[0] if len(names) == 1 else "(" + " + ".join(names) + ")"
+
+
+def steering_plot(
+    images: np.ndarray,
+    alphas: Sequence[float],
+    seeds: Sequence[int],
+    prompt: str,
+    positive: Sequence[str],
+    negative: Sequence[str] = (),
+    readout: str | None = None,
+    unit: str = "mean_diff",
+    scale: float | None = None,
+    max_seeds: int = 16,
+) -> Figure:
+    """The figure :func:`steering_grid` saves (same arguments, less ``path``)."""
+    images = np.asarray(images)
+    n_alpha, n_seed = images.shape[:2]
+    if n_alpha != len(alphas) or n_seed != len(seeds):
+        raise ValueError(
+            f"images {images.shape[:2]} do not match {len(alphas)} alphas x {len(seeds)} seeds"
+        )
+    shown = min(n_seed, max_seeds)
+    h, w = images.shape[2:4]
+    tile = max(0.9, min(1.6, 12.0 / max(n_alpha, 1), 16.0 / max(shown, 1)))
+    fig = Figure(figsize=(0.6 + tile * n_alpha, 1.6 + tile * shown * h / w), layout="constrained")
+    grid = fig.subplots(shown, n_alpha, squeeze=False, gridspec_kw={"wspace": 0.02, "hspace": 0.02})
+    smooth = "antialiased" if max(h, w) >= 128 else "nearest"
+    for j, alpha in enumerate(alphas):
+        for i in range(shown):
+            ax = grid[i, j]
+            ax.imshow(np.clip(images[j, i], 0, 1), interpolation=smooth)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if float(alpha) == 0:  # the unsteered stock image: framed, to compare against
+                for spine in ax.spines.values():
+                    spine.set(color="black", lw=2)
+            else:
+                for spine in ax.spines.values():
+                    spine.set(color="#bbbbbb", lw=0.5)
+        head = f"α = {float(alpha):+g}".replace("-", "−") if float(alpha) else "α = 0\n(unsteered)"
+        grid[0, j].set_title(head, fontsize=9)
+    for i in range(shown):
+        grid[i, 0].set_ylabel(f"seed {seeds[i]}", fontsize=8)
+    direction = _side(positive) + (f" − {_side(negative)}" if len(negative) else "")
+    if unit == "mean_diff":
+        how = f"α = 1 moves H-space by the whole mean difference {direction}"
+        how += f" (norm {scale:.3g})" if scale is not None else ""
+    else:
+        how = "α in raw H-space units"
+    seeds_note = "rows: seeds (the same initial noise along a row)"
+    if shown < n_seed:
+        seeds_note += f"; the first {shown} of {n_seed} seeds shown"
+    where = f", from the {readout} readout" if readout else ""
+    width = max(40, int(11 * (0.6 + tile * n_alpha)))
+    lines = [
+        textwrap.fill(f"Steering “{prompt}”", width),
+        textwrap.fill(f"along the direction {direction}{where}", width),
+        textwrap.fill(how, width),
+        textwrap.fill(seeds_note, width),
+    ]
+    fig.suptitle("\n".join(lines), fontsize=9)
+    return fig
+
+
+def steering_grid(
+    images: np.ndarray,
+    alphas: Sequence[float],
+    seeds: Sequence[int],
+    path: str | Path,
+    prompt: str,
+    positive: Sequence[str],
+    negative: Sequence[str] = (),
+    readout: str | None = None,
+    unit: str = "mean_diff",
+    scale: float | None = None,
+    max_seeds: int = 16,
+) -> Path:
+    """Steered images (A, S, H, W, 3) in [0, 1]: one column per alpha ("α = …", the unsteered
+    α = 0 framed), one row per seed, under a title naming the prompt, the direction (positive −
+    negative concepts) and the readout it came from, so the grid reads without its config."""
+    fig = steering_plot(
+        images, alphas, seeds, prompt, positive, negative, readout, unit, scale, max_seeds
+    )
     return _save(fig, path)

@@ -119,7 +119,9 @@ def compare_with_references(
 
     rows = []
     for name, spec in references.items():
-        axis_rows = findings[(findings["axis"] == spec["axis"]) & (findings["value"] == spec["value"])]
+        axis_rows = findings[
+            (findings["axis"] == spec["axis"]) & (findings["value"] == spec["value"])
+        ]
         shares = axis_rows.set_index("concept")["share"].astype(float)
         ref = tables[name].set_index(spec["key"])[spec["column"]].astype(float) / spec["scale"]
         corr = correlate_with_reference(shares, ref, n_boot=n_boot, seed=seed, level=level)
@@ -151,4 +153,3 @@ def compare_with_references(
             row["spearman_published_ci_high"] = pub["spearman_ci_high"]
         rows.append(row)
     return pd.DataFrame(rows, columns=REFERENCE_COLUMNS)
-

@@ -19,8 +19,11 @@ def run(
     silhouette_tsv: str | Path,
     out_dir: str | Path,
     linkage_method: str = "average",
+    readout: str | None = None,
+    variant: str | None = None,
 ) -> None:
-    """Dendrogram, cluster-ordered heatmap, 2-D map and silhouette curve of the clustering."""
+    """Dendrogram, cluster-ordered heatmap, 2-D map and silhouette curve of the clustering;
+    ``readout`` and ``variant`` (raw, axes_removed) go into every title."""
     from scipy.cluster.hierarchy import linkage
     from scipy.spatial.distance import squareform
 
@@ -34,20 +37,23 @@ def run(
     distance = np.clip(1.0 - (sub + sub.T) / 2, 0.0, 2.0)
     np.fill_diagonal(distance, 0.0)
     clusters = list(labels["cluster"])
+    where = {"readout": readout, "variant": variant}
     if len(ids) >= 2:
         tree = linkage(squareform(distance, checks=False), method=linkage_method)
-        figures.dendrogram(tree, ids, clusters, out / "dendrogram.png")
+        figures.dendrogram(tree, ids, clusters, out / "dendrogram.png", **where)
     else:
         placeholder_figure(out / "dendrogram.png", "fewer than two concepts")
-    figures.similarity_heatmap(sub, ids, clusters, out / "similarity_heatmap.png")
+    figures.similarity_heatmap(sub, ids, clusters, out / "similarity_heatmap.png", **where)
     figures.concept_map(
-        ids, clusters, out / "concept_map.png", similarity=sub, sets=list(labels["set"])
+        ids, clusters, out / "concept_map.png", similarity=sub, sets=list(labels["set"]), **where
     )
     curve = pd.read_csv(silhouette_tsv, sep="\t")
     if len(curve):
         # k = 1 (no structure by the permutation null) is no row of the curve
         chosen = int(curve.loc[curve["chosen"], "k"].iloc[0]) if curve["chosen"].any() else 1
-        figures.silhouette_curve(curve["k"], curve["silhouette"], chosen, out / "silhouette.png")
+        figures.silhouette_curve(
+            curve["k"], curve["silhouette"], chosen, out / "silhouette.png", **where
+        )
     else:
         placeholder_figure(out / "silhouette.png", "too few concepts for a silhouette curve")
 
@@ -61,5 +67,7 @@ def main(smk: Any) -> None:
             smk.input.silhouette,
             Path(smk.output.dendrogram).parent,
             smk.params.linkage,
+            readout=smk.wildcards.readout,
+            variant=smk.wildcards.variant,
         ),
     )

@@ -24,8 +24,10 @@ def run(
     out_dir: str | Path,
     boot: Mapping[str, Any],
     reference: Mapping[str, Any] | None = None,
+    readout: str | None = None,
 ) -> pd.DataFrame:
-    """Bias table, bar chart, step profile and, with a reference table, its correlation."""
+    """Bias table, bar chart, step profile and, with a reference table, its correlation;
+    ``readout`` names the readout in the figures' titles."""
     from scalex.analysis import figures
     from scalex.analysis.defaults import correlate_with_reference, default_bias
 
@@ -41,8 +43,8 @@ def run(
         step_names=data["timesteps"],
     )
     write_tsv(table, out / "bias.tsv")
-    figures.bias_bar(table, out / "bias_bar.png", pair=pair)
-    figures.bias_profile(table, out / "bias_profile.png", pair=pair)
+    figures.bias_bar(table, out / "bias_bar.png", pair=pair, readout=readout)
+    figures.bias_profile(table, out / "bias_profile.png", pair=pair, readout=readout)
     overall = table[table["step"].astype(str) == "all"].set_index("concept")["score"]
     rows = []
     if reference:
@@ -63,7 +65,8 @@ def run(
             out / "reference_scatter.png",
             correlation=corr,
             xlabel=reference["column"],
-            ylabel=f"bias score ({pair[0]} - {pair[1]})",
+            ylabel=f"published SCALEX score ({pair[0]} − {pair[1]})",
+            readout=readout,
         )
     else:
         placeholder_figure(out / "reference_scatter.png", "no reference table configured")
@@ -82,6 +85,7 @@ def main(smk: Any) -> None:
             Path(smk.output.table).parent,
             json.loads(smk.params.bootstrap),
             reference=spec.get("reference"),
+            readout=smk.wildcards.readout,
         )
 
     run_rule(smk, work)

@@ -1,18 +1,20 @@
 """Rule steering: images of a prompt steered along a concept direction (positive - negative
 concepts) at several strengths, with the stock pipeline and a hook on the H-space tap. Sampling
-follows the extraction settings, so the steered sampler is the one the directions came from."""
+follows the extraction settings, so the steered sampler is the one the directions came from.
+The grid has one column per alpha and one row per seed, titled with the prompt, the direction
+and the readout it came from."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from scalex.conditioning import ConditioningJob, image_grid, steer, steering_seeds
-from scalex.io import write_npz, write_png
+from scalex.conditioning import ConditioningJob, steer, steering_seeds
+from scalex.io import write_npz
 from scalex.rulekit import run_rule
 
 log = logging.getLogger("scalex")
@@ -29,15 +31,35 @@ def _sampling_kwargs(settings: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def run(job: ConditioningJob, out_grid: str | Path, out_npz: str | Path, pipe=None) -> np.ndarray:
+def direction_readout(direction_files: Sequence[str | Path]) -> str | None:
+    """The readout the direction files belong to (``<tree>/<readout>/directions/<bucket>.h5``),
+    or None for files laid out otherwise."""
+    parents = {Path(f).parent for f in direction_files}
+    if len(parents) != 1:
+        return None
+    folder = parents.pop()
+    return folder.parent.name if folder.name == "directions" and folder.parent.name else None
+
+
+def run(
+    job: ConditioningJob,
+    out_grid: str | Path,
+    out_npz: str | Path,
+    pipe=None,
+    readout: str | None = None,
+) -> np.ndarray:
     """Images of the spec's prompt steered along positive - negative concepts.
 
     Alphas are in units of the mean-difference norm (``spec['unit'] == 'mean_diff'``, the
-    default) or raw H-space units (``'raw'``).
+    default) or raw H-space units (``'raw'``). ``readout`` (default: read from the direction
+    files' path) names the readout of the direction in the grid's title.
     """
+    from scalex.analysis import figures
+
     spec, settings = job.spec, job.settings
     direction, norm = job.direction()
-    scale = norm if spec.get("unit", "mean_diff") == "mean_diff" else 1.0
+    unit = spec.get("unit", "mean_diff")
+    scale = norm if unit == "mean_diff" else 1.0
     pipe = job.pipeline(pipe)
     seeds = steering_seeds(spec["seeds"])
     alphas = [float(a) for a in spec["alphas"]]
@@ -63,7 +85,18 @@ def run(job: ConditioningJob, out_grid: str | Path, out_npz: str | Path, pipe=No
         negative_prompt=settings["sampling"].get("negative_prompt") or None,
         **_sampling_kwargs(settings),
     )
-    write_png(out_grid, image_grid(images))
+    figures.steering_grid(
+        images,
+        alphas,
+        seeds,
+        out_grid,
+        prompt=spec["prompt"],
+        positive=list(spec["positive"]),
+        negative=list(spec.get("negative", [])),
+        readout=readout or direction_readout(job.direction_files),
+        unit=unit,
+        scale=scale if unit == "mean_diff" else None,
+    )
     write_npz(
         out_npz,
         images=images.astype(np.float16),
