@@ -86,7 +86,7 @@ def run(
     )
     table = rank_vocabulary(latents, terms, qvec, query_names=names, k=top_k)
     write_tsv(table, out / "discovery.tsv")
-    figures.discovery_bars(table, out / "discovery.png")
+    figures.discovery_bars(table, out / "discovery.png", readout=readout)
     return table
 
 
