@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(len(W.committed_worlds()) < 6, reason="the world models are not committed")
+@pytest.mark.skipif(len(W.committed_worlds()) < 7, reason="the world models are not committed")
 def test_every_world_meets_its_targets_and_the_text_control_does_not(tmp_path):
     out = tmp_path / "worlds"
     cmd = [sys.executable, "-m", "scalex_refworld.validate_worlds", "--out", str(out), "--check"]
@@ -30,8 +30,8 @@ def test_every_world_meets_its_targets_and_the_text_control_does_not(tmp_path):
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=3000)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
     table = pd.read_csv(out / "summary.tsv", sep="\t")
-    worlds = {"stereotyped", "opposed", "scrambled", "heldout", "heldout2", "heldout3"}
-    assert set(table["world"]) == worlds
+    worlds = {"stereotyped", "opposed", "scrambled", "heldout", "heldout2", "heldout3", "heldout4"}
+    assert set(table["world"]) == worlds == set(W.committed_worlds())
     assert set(table["readout"]) == {"content", "prompt", "text"}
     for metric, readouts in VALIDATED.items():
         rows = table[table["readout"].isin(readouts) & (table["metric"] == metric)]
