@@ -39,6 +39,10 @@ VALIDATED = {
     "spearman_realised_vote": ("content",),
     "ari_families": ("content",),
     "top1": ("content", "prompt"),
+    # each vote against its own sample's rendered image (docs/validation.md, deviation 6)
+    "agreement_gender": ("content",),
+    "agreement_age": ("content",),
+    "agreement_wealth": ("content",),
 }
 #: how far the best H-space readout's gender rho must stay above the text control's
 GENDER_MARGIN = 0.3
