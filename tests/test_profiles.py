@@ -49,7 +49,9 @@ def site(monkeypatch):
 
 
 def test_gpu_rules_are_known():
-    assert gpu_rules() == {"extract", "extract_vocabulary", "steering", "projection"}
+    assert gpu_rules() == {
+        "extract", "extract_vocabulary", "steering", "projection", "sample_images",
+    }  # fmt: skip
 
 
 def test_every_gpu_rule_runs_on_a_gpu_partition(site):
