@@ -246,23 +246,23 @@ def test_sample_agreement_refuses_votes_without_an_image():
 
 def test_validate_reports_the_per_sample_agreement_with_its_target(tmp_path):
     paths = _truthful_inputs(tmp_path)
+
+    def summary_of(out: str) -> pd.DataFrame:
+        return V.validate(
+            paths["bias"], paths["clusters"], paths["top"], PLANTED, paths["rates"],
+            tmp_path / out, sample_votes_tsv=tmp_path / "sv.tsv",
+            sample_images_tsv=tmp_path / "si.tsv",
+        ).set_index("metric")  # fmt: skip
+
     votes, images = _sample_tables()
     votes.to_csv(tmp_path / "sv.tsv", sep="\t", index=False)
     images.to_csv(tmp_path / "si.tsv", sep="\t", index=False)
-    summary = V.validate(
-        paths["bias"], paths["clusters"], paths["top"], PLANTED, paths["rates"],
-        tmp_path / "out", sample_votes_tsv=tmp_path / "sv.tsv",
-        sample_images_tsv=tmp_path / "si.tsv",
-    ).set_index("metric")  # fmt: skip
+    summary = summary_of("out")
     assert summary.loc["agreement_gender", "value"] == 1.0
     assert summary.loc["agreement_gender", "target"] == 0.95
     assert bool(summary.loc["agreement_gender", "met"])
     assert (tmp_path / "out" / "samples.tsv").is_file()
     shuffled, _ = _sample_tables(n_seeds=10, flip_within=True)
     shuffled.to_csv(tmp_path / "sv.tsv", sep="\t", index=False)
-    worse = V.validate(
-        paths["bias"], paths["clusters"], paths["top"], PLANTED, paths["rates"],
-        tmp_path / "out2", sample_votes_tsv=tmp_path / "sv.tsv",
-        sample_images_tsv=tmp_path / "si.tsv",
-    ).set_index("metric")  # fmt: skip
+    worse = summary_of("out2")
     assert not bool(worse.loc["agreement_gender", "met"])

@@ -36,19 +36,10 @@ def generate(pipe, prompts, seeds, steps=30, guidance=3.0, batch=64) -> np.ndarr
     Each image gets its own ``torch.Generator("cpu").manual_seed(seed)``, so it is the very image
     the stock pipeline makes for that prompt alone with that seed.
     """
-    out = []
-    for i in range(0, len(prompts), batch):
-        ps = list(prompts[i : i + batch])
-        gens = [torch.Generator("cpu").manual_seed(int(s)) for s in seeds[i : i + batch]]
-        res = pipe(
-            ps,
-            num_inference_steps=steps,
-            guidance_scale=guidance,
-            generator=gens,
-            output_type="np",
-        )
-        out.append(res.images)
-    return np.concatenate(out) if out else np.zeros((0, W.SIZE, W.SIZE, 3), np.float32)
+    from .sample_check import render_samples
+
+    sampling = {"steps": steps, "guidance_scale": guidance, "noise_device": "cpu"}
+    return render_samples(pipe, list(prompts), list(seeds), sampling, batch_size=batch)
 
 
 def explicit_prompts(world: W.World, templates=("a photo of {}",)) -> list[tuple[str, dict]]:
