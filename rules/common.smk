@@ -77,6 +77,8 @@ N_BUCKETS = bucket_count(
     len(SEEDS) * sum(len(c.prompts) for i, c in CONCEPTS.items() if i != BASELINE_ID),
 )
 BUCKETS = buckets([c for c in CONCEPTS if c != BASELINE_ID], N_BUCKETS)
+#: A run whose concepts fit one bucket extracts them and the baseline in one job (one model load).
+ONE_EXTRACTION_JOB = list(BUCKETS) == ["b0000"]
 BUCKETS[BASELINE_ID] = [BASELINE_ID]
 ANALYSIS = config["analysis"]
 #: What the model was built to show (a reference world's planted table), from its loader.
@@ -196,7 +198,8 @@ def model_threads(wildcards):
     local = workflow.local_exec and not workflow.remote_exec
     if not (local and isinstance(cores, int) and cores > 0):
         return 8
-    jobs = len(BUCKETS) + sum(len(chunks) for chunks in VOCAB_CHUNKS.values())
+    jobs = len(BUCKETS) - ONE_EXTRACTION_JOB
+    jobs += sum(len(chunks) for chunks in VOCAB_CHUNKS.values())
     return max(1, min(8, cores // max(1, jobs)))
 
 

@@ -1,22 +1,49 @@
-rule extract:
-    """H-space activations of a hash bucket of concepts: one model load, one batched loop."""
-    input:
-        f"{TREE}/prompts/{{bucket}}.json",
-    output:
-        f"{TREE}/activations/{{bucket}}.h5",
-    log:
-        logfile("extract", "bucket"),
-    benchmark:
-        benchfile("extract", "bucket")
-    conda:
-        "../envs/gpu.yaml"
-    threads: model_threads
-    resources:
-        gpu=1,
-    # Only what changes the activations is a param: device, batch size, progress and
-    # compression are read from the config inside the job, so changing them reruns nothing.
-    params:
-        settings=canonical_json(SETTINGS),
-        settings_hash=HASH,
-    script:
-        "../scripts/extract.py"
+# Only what changes the activations is a param: device, batch size, progress, compression and
+# sample reuse are read from the config inside the job, so changing them reruns nothing.
+if ONE_EXTRACTION_JOB:
+
+    rule extract:
+        """H-space activations of a small run: its one bucket and the baseline, one model load."""
+        input:
+            f"{TREE}/prompts/b0000.json",
+            f"{TREE}/prompts/{BASELINE_ID}.json",
+        output:
+            f"{TREE}/activations/b0000.h5",
+            f"{TREE}/activations/{BASELINE_ID}.h5",
+        log:
+            logfile("extract"),
+        benchmark:
+            benchfile("extract")
+        conda:
+            "../envs/gpu.yaml"
+        threads: model_threads
+        resources:
+            gpu=1,
+        params:
+            settings=canonical_json(SETTINGS),
+            settings_hash=HASH,
+        script:
+            "../scripts/extract.py"
+
+else:
+
+    rule extract:
+        """H-space activations of a hash bucket of concepts: one model load, one batched loop."""
+        input:
+            f"{TREE}/prompts/{{bucket}}.json",
+        output:
+            f"{TREE}/activations/{{bucket}}.h5",
+        log:
+            logfile("extract", "bucket"),
+        benchmark:
+            benchfile("extract", "bucket")
+        conda:
+            "../envs/gpu.yaml"
+        threads: model_threads
+        resources:
+            gpu=1,
+        params:
+            settings=canonical_json(SETTINGS),
+            settings_hash=HASH,
+        script:
+            "../scripts/extract.py"

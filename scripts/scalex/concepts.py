@@ -304,9 +304,8 @@ def bucket_count(setting: int | str, samples: int) -> int:
 
     ``auto`` is the smallest power of two that keeps buckets at or under
     :data:`SAMPLES_PER_BUCKET` samples on average: small runs get one job (one model load),
-    large ones enough jobs to spread. The count changes only when the run doubles, and then
-    every bucket is extracted again, so growing a run step by step costs at most twice its
-    final extraction; pin the count to avoid even that.
+    large ones enough jobs to spread. When the count changes, the new buckets' jobs reuse every
+    sample the old shards hold (:mod:`scalex.reuse`), so nothing is extracted twice.
     """
     if setting != "auto":
         return int(setting)

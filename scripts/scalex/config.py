@@ -31,7 +31,7 @@ CONCEPTS_SCHEMA_PATH = SCHEMA_DIR / "concepts.schema.yaml"
 #: on another device or with another batch size keeps writing the same results tree.
 NON_SEMANTIC = {
     "sampling": ("device", "batch_size"),
-    "extraction": ("buckets", "threads", "progress", "compression"),
+    "extraction": ("buckets", "threads", "progress", "compression", "reuse"),
 }
 
 
@@ -309,7 +309,7 @@ def _schema_error(cfg: dict[str, Any]) -> str | None:
 
 
 def runtime_options(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Settings that never change a result (device, batch size, progress, compression).
+    """Settings that never change a result (device, batch size, progress, compression, reuse).
 
     Rules read them from the config inside the job instead of taking them as ``params``, so
     changing one reruns nothing and never deletes a finished output.

@@ -375,6 +375,10 @@ class HSpaceExtractor:
     ) -> dict[str, Activations]:
         """Activations of all samples per readout, in order, in batches of ``batch_size``.
 
+        Every batch runs at the same shape (the last one padded), since kernels pick their
+        arithmetic by shape: on one device and batch size, a (prompt, seed) gives the same bits
+        in any run; across batch sizes, the same within float16 storage.
+
         The progress bar counts ``unit_scale`` prompts per sample (1 / number of seeds), so its
         rate reads in prompts per second.
         """
@@ -394,8 +398,12 @@ class HSpaceExtractor:
         with bar:
             while start < len(samples):
                 chunk = samples[start : start + bs]
+                # The last batch is padded to the full shape with copies of its last sample:
+                # a sample's result then never depends on which run or batch computed it, so
+                # samples reused from an earlier shard equal recomputed ones bit for bit.
+                padded = list(chunk) + [chunk[-1]] * (bs - len(chunk))
                 try:
-                    parts.append(self.run_batch([p for p, _ in chunk], [s for _, s in chunk]))
+                    part = self.run_batch([p for p, _ in padded], [s for _, s in padded])
                 except torch.OutOfMemoryError as err:
                     # Activations do not depend on the batch, so a smaller batch redoes exactly
                     # this chunk: no sample is lost or duplicated.
@@ -408,6 +416,7 @@ class HSpaceExtractor:
                     _release_memory(self.device)
                     log.warning("out of memory: batch size lowered to %d", bs)
                     continue
+                parts.append({r: _head(a, len(chunk)) for r, a in part.items()})
                 start += len(chunk)
                 bar.update(len(chunk) * unit_scale)
         self.batch_size_used = bs
@@ -423,6 +432,12 @@ class HSpaceExtractor:
         """The first configured readout of all samples (see :meth:`run_all`)."""
         first = self.settings.readouts[0]
         return self.run_all(samples, progress, desc, unit_scale)[first]
+
+
+def _head(acts: Activations, n: int) -> Activations:
+    """The first ``n`` samples of a batch's activations (drops the padding)."""
+    data = {tap: {kind: arr[:n] for kind, arr in kinds.items()} for tap, kinds in acts.data.items()}
+    return Activations(acts.timesteps, acts.step_indices, data)
 
 
 def _concatenate(parts: Sequence[Activations]) -> Activations:

@@ -234,6 +234,47 @@ def read_activations(
     return arr
 
 
+#: Root attributes of a shard that belong to its own concepts, not to the run that wrote it.
+SHARD_OWN_ATTRS = ("format", "format_version", "complete", "code_version", "concepts", "seeds")
+
+
+def shard_index(
+    f: h5py.File,
+) -> tuple[
+    dict[tuple[str, int], tuple[str, int, int]],
+    dict[str, Any],
+    dict[str, tuple[list[int], list[int]]],
+]:
+    """Where each (prompt, seed) sample of a shard is: ``(concept id, prompt index, seed
+    index)``; plus the header of the run that wrote it (without the shard's own concepts and
+    seeds) and its readouts' steps. Reads names and attributes only."""
+    seeds = [int(s) for s in f.attrs["seeds"]]
+    index: dict[tuple[str, int], tuple[str, int, int]] = {}
+    for cid in shard_concepts(f):
+        for p, prompt in enumerate(read_strings(f[f"concepts/{cid}/prompts"])):
+            for s, seed in enumerate(seeds):
+                index.setdefault((prompt, seed), (cid, p, s))
+    # as stored, in the order written: a shard rewritten from it gets the same bytes
+    header = {k: v for k, v in f.attrs.items() if k not in SHARD_OWN_ATTRS}
+    readouts = {name: readout_steps(f, name) for name in f["readouts"]}
+    return index, header, readouts
+
+
+def concept_arrays(f: h5py.File, concept_id: str) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+    """A concept's stored activations as they are (float16), ``[readout][tap][kind]``, each
+    (P, S, ...)."""
+    group = f[f"concepts/{concept_id}"]
+    out: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    for readout in f["readouts"]:
+        if readout not in group:
+            continue
+        for tap in group[readout]:
+            for kind in group[f"{readout}/{tap}"]:
+                key = f"concepts/{concept_id}/{readout}/{tap}/{kind}"
+                out.setdefault(readout, {}).setdefault(tap, {})[kind] = read_dataset(f, key)
+    return out
+
+
 def shard_concepts(f: h5py.File) -> list[str]:
     """The concepts of a shard or directions file, checked against the list its writer declared
     (root attribute ``concepts``): a file marked complete that lacks one is refused, so a concept
@@ -279,6 +320,8 @@ def audit_tree(tree: str | Path, settings_hash: str) -> dict[str, list[str]]:
     for path in sorted(root.rglob("*.h5")):
         if path.name.startswith("."):  # a writer's temporary file
             continue
+        if path.relative_to(root).parts[0] == "reuse":
+            continue  # links to earlier shards: each job checks them itself before reusing one
         try:
             with h5py.File(path, "r", locking="best-effort") as f:
                 fmt = str(f.attrs.get("format", ""))

@@ -107,23 +107,18 @@ def code_version() -> str:
 
 
 def package_versions() -> dict[str, str]:
-    """Versions that can change activations, recorded in every shard."""
-    import platform
+    """Versions that can change activations, recorded in every shard.
 
-    import diffusers
-    import h5py
-    import numpy as np
-    import torch
-    import transformers
+    Read from the installed distributions' metadata, not by importing them: a job whose samples
+    are all reused never imports diffusers or transformers.
+    """
+    import platform
+    from importlib.metadata import version
 
     from scalex import __version__
 
     return {
         "scalex": __version__,
-        "torch": torch.__version__,
-        "diffusers": diffusers.__version__,
-        "transformers": transformers.__version__,
-        "h5py": h5py.__version__,
-        "numpy": np.__version__,
+        **{name: version(name) for name in ("torch", "diffusers", "transformers", "h5py", "numpy")},
         "python": platform.python_version(),
     }

@@ -11,8 +11,11 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from scalex.config import canonical_json, runtime_options
 from scalex.io import (
@@ -24,6 +27,7 @@ from scalex.io import (
 )
 from scalex.models import check_model_content, load_model
 from scalex.provenance import package_versions
+from scalex.reuse import Identity, SampleStore, keep, tree_of
 from scalex.rulekit import configure_torch, run_rule
 
 log = logging.getLogger("scalex")
@@ -55,41 +59,129 @@ def sampling_settings(settings: dict[str, Any], runtime: dict[str, Any]):
 
 
 def run(
-    prompt_file: str | Path,
-    out: str | Path,
+    prompt_file: str | Path | Sequence[str | Path],
+    out: str | Path | Sequence[str | Path],
     settings: dict[str, Any],
     settings_hash: str,
     runtime: dict[str, Any] | None = None,
     pipe_and_info: tuple[Any, Any] | None = None,
 ) -> dict[str, float]:
-    """Extract the activations of every concept of ``prompt_file`` into one HDF5 shard.
+    """Extract the activations of every concept of each prompt file into its HDF5 shard.
 
-    Returns timings (seconds) for the overhead measurement.
+    ``prompt_file`` and ``out`` are one path each, or equal-length lists (one job, several
+    shards: a small run's bucket and baseline share one model load). Samples that an earlier
+    shard of the tree holds are reused (:mod:`scalex.reuse`); the model runs on the rest, and is
+    not even loaded when nothing is left. Returns timings (seconds) and sample counts.
     """
-    from scalex.extract import HSpaceExtractor, check_finite, schedule_timesteps
+    from scalex.errors import ExtractionError
 
     configure_torch()  # the rule's threads (no-op when not called from a rule)
     runtime = runtime or {}
-    doc = read_prompts(prompt_file)
-    records, seeds = doc["concepts"], [int(s) for s in doc["seeds"]]
+    files = [prompt_file] if isinstance(prompt_file, (str, Path)) else list(prompt_file)
+    outs = [out] if isinstance(out, (str, Path)) else list(out)
+    if len(files) != len(outs):
+        raise ValueError(f"{len(files)} prompt files for {len(outs)} shards")
+    docs = [read_prompts(f) for f in files]
+    shard_samples = [
+        [(p, int(seed)) for rec in doc["concepts"] for p in rec["prompts"] for seed in doc["seeds"]]
+        for doc in docs
+    ]
+    unique = list(dict.fromkeys(s for samples in shard_samples for s in samples))
     check_model_content(settings)
-    t0 = time.perf_counter()
-    pipe, info = pipe_and_info or load_model(settings, runtime)
-    t_load = time.perf_counter() - t0
+    tree = tree_of(outs[0], settings_hash) if runtime.get("reuse", True) else None
     sampling = sampling_settings(settings, runtime)
-    extractor = HSpaceExtractor(pipe, sampling)
-    samples = [(prompt, seed) for rec in records for prompt in rec["prompts"] for seed in seeds]
-    t1 = time.perf_counter()
-    acts = extractor.run_all(
-        samples,
-        progress=bool(runtime.get("progress", True)),
-        desc=Path(out).stem,
-        unit_scale=1.0 / len(seeds),
+    t0 = time.perf_counter()
+    store = SampleStore.scan(tree, Identity(settings_hash, noise_source(sampling), versions()))
+    held = set(store.find(unique))
+    missing = [s for s in unique if s not in held]
+    t_scan = time.perf_counter() - t0
+    log.info(
+        "%d samples: %d reused from earlier shards, %d to extract",
+        len(unique),
+        len(held),
+        len(missing),
     )
-    t_extract = time.perf_counter() - t1
-    check_finite(acts, samples)
+    if not unique:
+        raise ExtractionError("nothing to extract: no (prompt, seed) samples")
+    t_load = t_extract = 0.0
+    computed: dict[str, Any] = {}
+    if missing:
+        from scalex.extract import check_finite
+
+        t1 = time.perf_counter()
+        pipe, info = pipe_and_info or load_model(settings, runtime)
+        t_load = time.perf_counter() - t1
+        extractor = _extractor(pipe, sampling)
+        header = run_header(settings, settings_hash, sampling, pipe, info, extractor)
+        t2 = time.perf_counter()
+        acts = extractor.run_all(
+            missing,
+            progress=bool(runtime.get("progress", True)),
+            desc=Path(outs[0]).stem,
+            unit_scale=1.0 / max(1, len(docs[0]["seeds"])),
+        )
+        t_extract = time.perf_counter() - t2
+        check_finite(acts, missing)
+        steps = {r: (a.step_indices.tolist(), a.timesteps.tolist()) for r, a in acts.items()}
+        computed = {
+            r: {
+                t: {k: v.astype(np.float16) for k, v in kinds.items()}
+                for t, kinds in a.data.items()
+            }
+            for r, a in acts.items()
+        }
+    else:  # every sample is stored: the model is not even loaded
+        header, steps = dict(store.header or {}), store.readouts
+    reused = store.read([s for s in unique if s in held])
+    rows = _rows(unique, missing, held)
+    t3 = time.perf_counter()
+    for doc, samples, path in zip(docs, shard_samples, outs, strict=True):
+        arrays = _gather(samples, rows, computed, reused)
+        _write_shard(path, doc, header, steps, arrays, runtime.get("compression"))
+        if tree is not None:
+            keep(path, tree)
+    return {
+        "scan_s": t_scan,
+        "load_s": t_load,
+        "extract_s": t_extract,
+        "write_s": time.perf_counter() - t3,
+        "samples": float(len(unique)),
+        "reused": float(len(held)),
+        "extracted": float(len(missing)),
+    }
+
+
+def noise_source(sampling: Any) -> str:
+    """Where the seeds' generators live (:attr:`HSpaceExtractor.noise_source`)."""
+    from scalex.models import resolve_device
+
+    return "cpu" if sampling.noise_device == "cpu" else resolve_device(sampling.device).type
+
+
+def versions() -> dict[str, str]:
+    """The library versions as a shard header stores them (JSON round trip)."""
+    return json.loads(json.dumps(package_versions(), sort_keys=True))
+
+
+def _extractor(pipe: Any, sampling: Any) -> Any:
+    from scalex.extract import HSpaceExtractor
+
+    return HSpaceExtractor(pipe, sampling)
+
+
+def run_header(
+    settings: dict[str, Any],
+    settings_hash: str,
+    sampling: Any,
+    pipe: Any,
+    info: Any,
+    extractor: Any,
+) -> dict[str, Any]:
+    """What a shard says about the run that made it (every shard of the run says the same)."""
+    from scalex.extract import schedule_timesteps
+
     scheduler = pipe.scheduler
-    header = {
+    return {
         "settings_hash": settings_hash,
         "settings_json": canonical_json(settings),
         "model_id": info.model_id,
@@ -101,14 +193,13 @@ def run(
         "scheduler": type(scheduler).__name__,
         "scheduler_config": dict(scheduler.config),
         "num_inference_steps": sampling.steps,
-        "timesteps": schedule_timesteps(pipe.scheduler, sampling.steps, extractor.kept),
+        "timesteps": schedule_timesteps(scheduler, sampling.steps, extractor.kept),
         "step_indices": extractor.kept,
         "readouts": list(sampling.readouts),
         "device": str(extractor.device),
         # the noise of a seed depends on where its generator lives: never pair across sources
         "noise_source": extractor.noise_source,
         "content_prompt": sampling.content_prompt,
-        "seeds": seeds,
         "height": extractor.height,
         "width": extractor.width,
         "guidance_scale": sampling.guidance_scale,
@@ -118,15 +209,45 @@ def run(
         "taps": list(sampling.taps),
         "store": list(sampling.store),
         "versions": package_versions(),
-        "concepts": [rec["id"] for rec in records],
     }
-    t2 = time.perf_counter()
-    with atomic_h5(out, ACTIVATIONS, header) as f:
-        write_readouts(f, {r: (a.step_indices, a.timesteps) for r, a in acts.items()})
+
+
+def _rows(unique, missing, held) -> dict[tuple[str, int], tuple[str, int]]:
+    """Sample -> ("computed" | "reused", row in that block)."""
+    rows: dict[tuple[str, int], tuple[str, int]] = {
+        s: ("computed", i) for i, s in enumerate(missing)
+    }
+    reused = [s for s in unique if s in held]
+    rows.update({s: ("reused", i) for i, s in enumerate(reused)})
+    return rows
+
+
+def _gather(samples, rows, computed, reused) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+    """One shard's arrays, one row per sample in order, from the computed and reused blocks."""
+    blocks = {"computed": computed, "reused": reused}
+    template = computed or reused
+    out: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    for readout, taps in template.items():
+        for tap, kinds in taps.items():
+            for kind, arr in kinds.items():
+                dest = np.empty((len(samples), *arr.shape[1:]), dtype=np.float16)
+                for i, sample in enumerate(samples):
+                    block, row = rows[sample]
+                    dest[i] = blocks[block][readout][tap][kind][row]
+                out.setdefault(readout, {}).setdefault(tap, {})[kind] = dest
+    return out
+
+
+def _write_shard(path, doc, header, steps, arrays, compression) -> None:
+    seeds = [int(s) for s in doc["seeds"]]
+    records = doc["concepts"]
+    header = {**header, "seeds": seeds, "concepts": [rec["id"] for rec in records]}
+    with atomic_h5(path, ACTIVATIONS, header) as f:
+        write_readouts(f, steps)
         start = 0
         for rec in records:
             n = len(rec["prompts"]) * len(seeds)
-            arrays = {
+            per_concept = {
                 readout: {
                     tap: {
                         kind: arr[start : start + n].reshape(
@@ -134,9 +255,9 @@ def run(
                         )
                         for kind, arr in kinds.items()
                     }
-                    for tap, kinds in a.data.items()
+                    for tap, kinds in taps.items()
                 }
-                for readout, a in acts.items()
+                for readout, taps in arrays.items()
             }
             meta = {"set": rec["set"], "derived": rec.get("derived") or {}}
             write_concept_activations(
@@ -145,33 +266,28 @@ def run(
                 meta,
                 rec["prompts"],
                 rec["template_index"],
-                arrays,
-                compression=runtime.get("compression"),
+                per_concept,
+                compression=compression,
                 terms=rec.get("terms"),
             )
             start += n
-    return {
-        "load_s": t_load,
-        "extract_s": t_extract,
-        "write_s": time.perf_counter() - t2,
-        "samples": float(len(samples)),
-    }
 
 
 def main(smk: Any) -> None:
     def work() -> None:
         timings = run(
-            smk.input[0],
-            smk.output[0],
+            list(smk.input),
+            list(smk.output),
             json.loads(smk.params.settings),
             smk.params.settings_hash,
             runtime=runtime_options(smk.config),
         )
         log.info(
-            "model load %.2f s, extraction %.2f s (%.1f samples/s), write %.2f s",
+            "reuse scan %.2f s, model load %.2f s, extraction of %d samples %.2f s, write %.2f s",
+            timings["scan_s"],
             timings["load_s"],
+            timings["extracted"],
             timings["extract_s"],
-            timings["samples"] / max(timings["extract_s"], 1e-9),
             timings["write_s"],
         )
 
