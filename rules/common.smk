@@ -78,7 +78,7 @@ N_BUCKETS = bucket_count(
 )
 BUCKETS = buckets([c for c in CONCEPTS if c != BASELINE_ID], N_BUCKETS)
 #: A run whose concepts fit one bucket extracts them and the baseline in one job (one model load).
-ONE_EXTRACTION_JOB = list(BUCKETS) == ["b0000"]
+ONE_EXTRACTION_JOB = N_BUCKETS == 1 and list(BUCKETS) == ["b0000"]
 BUCKETS[BASELINE_ID] = [BASELINE_ID]
 ANALYSIS = config["analysis"]
 #: What the model was built to show (a reference world's planted table), from its loader.
