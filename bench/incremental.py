@@ -69,8 +69,8 @@ def write_config(work: Path, n_concepts: int, buckets: str, bootstrap: int, edit
 
 def run(work: Path, config: Path, cores: int) -> dict[str, float]:
     env = os.environ | {"HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
-    cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--snakefile",
-           str(ROOT / "Snakefile"), "--directory", str(work), "--configfile", str(config)]  # fmt: skip
+    cmd = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--directory", str(work),
+           "--snakefile", str(ROOT / "Snakefile"), "--configfile", str(config)]  # fmt: skip
     since = time.time()
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
