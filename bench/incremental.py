@@ -94,13 +94,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--buckets", default="auto")
     parser.add_argument("--out", default=str(ROOT / "bench" / "incremental.json"))
+    parser.add_argument("--workdir", help="keep the runs here (default: a temporary folder)")
     args = parser.parse_args(argv)
     started = dt.datetime.now(dt.UTC)
     runs: dict[str, list[dict[str, float]]] = {"full": [], "edit_one": [], "analysis_only": []}
     with tempfile.TemporaryDirectory(prefix="scalex-incremental-") as tmp:
+        if args.workdir:
+            tmp = args.workdir
         for rep in range(args.repeats):
             work = Path(tmp) / f"rep{rep}"
-            work.mkdir()
+            work.mkdir(parents=True)
             steps = [
                 ("full", 1000, False),
                 ("edit_one", 1000, True),

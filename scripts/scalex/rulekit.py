@@ -25,8 +25,13 @@ EXPECTED = (ScalexError, KeyError, ValueError)
 _TORCH_THREADS: int | None = None
 
 
-def run_rule(smk: Any, work: Callable[[], Any]) -> Any:
-    """Run ``work`` with logging to ``smk.log[0]`` (and stderr); exit 1 on a known error."""
+def run_rule(smk: Any, work: Callable[[], Any], memo: bool = True) -> Any:
+    """Run ``work`` with logging to ``smk.log[0]`` (and stderr); exit 1 on a known error.
+
+    With ``memo`` (every rule but those that reuse samples themselves), a job whose inputs,
+    params and code are those of its last run gets that run's outputs back instead
+    (:mod:`scalex.memo`).
+    """
     log = logging.getLogger("scalex")
     log.setLevel(logging.INFO)
     log.handlers.clear()
@@ -51,11 +56,24 @@ def run_rule(smk: Any, work: Callable[[], Any]) -> Any:
             configure_torch()
     start = time.perf_counter()
     started_up = _seconds_since_process_start()
+    job_memo = _job_memo(smk) if memo else None
+    if job_memo is not None and job_memo.restore():
+        log.info(
+            "%s: inputs, params and code as at its last run: its outputs restored (%s), "
+            "nothing computed, in %.2f s after %.2f s of process start-up",
+            smk.rule,
+            job_memo.record.parent,
+            time.perf_counter() - start,
+            started_up,
+        )
+        return None
     try:
         result = work()
     except EXPECTED as err:
         log.error("%s failed: %s", smk.rule, err)
         raise SystemExit(1) from None
+    if job_memo is not None:
+        job_memo.keep()
     log.info(
         "%s done in %.2f s, after %.2f s of process start-up (interpreter, imports, job set-up)",
         smk.rule,
@@ -63,6 +81,16 @@ def run_rule(smk: Any, work: Callable[[], Any]) -> Any:
         started_up,
     )
     return result
+
+
+def _job_memo(smk: Any):
+    from scalex.memo import JobMemo
+
+    try:
+        return JobMemo.of(smk)
+    except (OSError, ValueError, TypeError, AttributeError) as err:
+        logging.getLogger("scalex").warning("no job memo (%s)", err)
+        return None
 
 
 def _seconds_since_process_start() -> float:

@@ -291,4 +291,4 @@ def main(smk: Any) -> None:
             timings["write_s"],
         )
 
-    run_rule(smk, work)
+    run_rule(smk, work, memo=False)  # samples are reused instead (scalex.reuse)

@@ -1,0 +1,138 @@
+"""Job memo: a rule job whose inputs have the same content as at its last run gets that run's
+outputs back instead of computing them again.
+
+Snakemake reruns every job downstream of a job that reran, even where the rerun wrote the same
+bytes (a descriptor table untouched by an edit elsewhere, clusters of a set the edit did not
+touch). Each finished job therefore keeps hard links to its outputs under
+``<tree>/reuse/jobs/`` (no copy on disk) with a key: the rule, its wildcards and params, the
+outputs' paths, the sha256 of every input file, the scalex code version and the library
+versions. A job whose key matches links its outputs back and skips its work; it still pays its
+process start-up. Rules that run the model on samples (extraction) reuse samples instead, and a
+job with more input than :data:`MAX_INPUT_BYTES` is never memoised (hashing would cost more than
+the work it saves).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("scalex")
+
+#: Jobs with more input than this are not memoised.
+MAX_INPUT_BYTES = 256 * 2**20
+#: Folder, under the tree's reuse folder, of the memo records and their output links.
+MEMO_DIR = "jobs"
+
+
+def tree_of_job(smk: Any) -> Path | None:
+    """The results tree of a job that logs under ``<tree>/logs/<rule>/`` (every scalex rule)."""
+    if not getattr(smk, "log", None):
+        return None
+    parents = Path(smk.log[0]).resolve().parents
+    if len(parents) < 3 or parents[1].name != "logs":
+        return None
+    return parents[2]
+
+
+def _files(paths: Iterable[Any]) -> list[Path]:
+    return [Path(str(p)) for p in paths]
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class JobMemo:
+    """The memo of one job: its key and where its record and output links live."""
+
+    key: str
+    record: Path
+    outputs: list[Path]
+    links: list[Path]
+
+    @classmethod
+    def of(cls, smk: Any) -> JobMemo | None:
+        """The memo of a Snakemake job, or None where it cannot be memoised."""
+        from scalex.provenance import code_version, package_versions
+
+        tree = tree_of_job(smk)
+        outputs = _files(smk.output)
+        if tree is None or not outputs:
+            return None
+        inputs = _files(smk.input)
+        try:
+            if any(not p.is_file() for p in inputs) or any(o.is_dir() for o in outputs):
+                return None
+            if sum(p.stat().st_size for p in inputs) > MAX_INPUT_BYTES:
+                return None
+            rel_outputs = [str(o.resolve().relative_to(tree)) for o in outputs]
+        except (OSError, ValueError):
+            return None
+        content = {
+            "rule": smk.rule,
+            "wildcards": dict(smk.wildcards.items()),
+            "params": dict(smk.params.items()),
+            "outputs": rel_outputs,
+            "inputs": [str(p) for p in inputs],
+            "input_sha256": [_digest(p) for p in inputs],
+            "code": code_version(),
+            "versions": package_versions(),
+        }
+        key = hashlib.sha256(json.dumps(content, sort_keys=True, default=repr).encode()).hexdigest()
+        name = hashlib.sha256("\0".join(rel_outputs).encode()).hexdigest()[:24]
+        root = tree / "reuse" / MEMO_DIR / smk.rule
+        links = [root / name / f"{i}-{Path(o).name}" for i, o in enumerate(rel_outputs)]
+        return cls(key=key, record=root / f"{name}.json", outputs=outputs, links=links)
+
+    def restore(self) -> bool:
+        """Link the last run's outputs back when the key matches; False (nothing done) if not."""
+        try:
+            if json.loads(self.record.read_text()).get("key") != self.key:
+                return False
+        except (OSError, json.JSONDecodeError):
+            return False
+        if not all(link.is_file() for link in self.links):
+            return False
+        done: list[Path] = []
+        try:
+            for link, out in zip(self.links, self.outputs, strict=True):
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.unlink(missing_ok=True)
+                os.link(link, out)
+                os.utime(out)  # new to Snakemake's eyes, as if written now
+                done.append(out)
+        except OSError as err:
+            for out in done:
+                out.unlink(missing_ok=True)
+            log.warning("job memo not restored (%s): computing", err)
+            return False
+        return True
+
+    def keep(self) -> None:
+        """Link the finished outputs under ``reuse/jobs/`` and record the key (best effort)."""
+        try:
+            self.record.parent.mkdir(parents=True, exist_ok=True)
+            self.record.unlink(missing_ok=True)  # no record while the links change
+            for link, out in zip(self.links, self.outputs, strict=True):
+                link.parent.mkdir(parents=True, exist_ok=True)
+                tmp = link.with_name(f".{link.name}.tmp-{os.getpid()}")
+                tmp.unlink(missing_ok=True)
+                os.link(out, tmp)
+                os.replace(tmp, link)
+            tmp = self.record.with_name(f".{self.record.name}.tmp-{os.getpid()}")
+            tmp.write_text(json.dumps({"key": self.key}) + "\n")
+            os.replace(tmp, self.record)
+        except OSError as err:
+            log.warning("job memo not kept (%s)", err)
