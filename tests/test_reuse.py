@@ -235,3 +235,31 @@ def test_job_memo_restores_only_what_the_same_inputs_made(tmp_path):
     out.unlink()
     run_rule(smk, work_for(smk), memo=False)
     assert len(calls) == 4
+
+
+def test_concepts_digest_sees_only_the_scoped_concepts(tmp_path):
+    """A job reading two concepts of a file keeps its key when a third concept changes."""
+    from scalex.io import concepts_digest, write_directions
+
+    def directions(value: float) -> dict:
+        rng = np.random.default_rng(0)
+        out = {}
+        for cid in ("man", "woman", "pilot"):
+            out[cid] = {
+                "set": "x",
+                "split_half": 0.9,
+                "n_prompts": 2,
+                "n_seeds": 3,
+                "per_step": rng.normal(size=(2, 4)),
+                "aggregate": rng.normal(size=4),
+                "mean_diff": rng.normal(size=(2, 4)),
+            }
+        out["pilot"]["aggregate"] = out["pilot"]["aggregate"] + value
+        return out
+
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    write_directions(a, {"settings_hash": "h"}, directions(0.0))
+    write_directions(b, {"settings_hash": "h"}, directions(1.0))
+    assert concepts_digest(a, ["woman", "man"]) == concepts_digest(b, ["woman", "man"])
+    assert concepts_digest(a, ["pilot"]) != concepts_digest(b, ["pilot"])
+    assert concepts_digest(a, ["woman"]) != concepts_digest(a, ["man"])

@@ -302,6 +302,45 @@ def read_dataset(f: h5py.File, key: str) -> np.ndarray:
         ) from err
 
 
+def concepts_digest(path: str | Path, concepts: Sequence[str]) -> str:
+    """sha256 of what a reader of ``concepts`` gets from a shard or directions file: the root
+    attributes (but the file's concept list) and those concepts' groups, data and attributes.
+
+    A job that reads a few concepts of a file (steering reads two directions) is then the same
+    job whenever those concepts are, whatever else the file holds (:mod:`scalex.memo`).
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+
+    def add(name: str, value: Any) -> None:
+        arr = np.asarray(value)
+        h.update(f"{name}\0{arr.dtype.str}\0{arr.shape}\0".encode())
+        h.update(arr.tobytes() if arr.dtype.kind != "O" else repr(arr.tolist()).encode())
+
+    with h5py.File(path, "r", locking="best-effort") as f:
+        for key, value in f.attrs.items():
+            if key != "concepts":
+                add(f"@{key}", value)
+
+        def walk(prefix: str, group: Any) -> None:  # visititems stops on a non-None return
+            for key, value in group.attrs.items():
+                add(f"{prefix}@{key}", value)
+            for name, obj in group.items():
+                if isinstance(obj, h5py.Dataset):
+                    add(f"{prefix}/{name}", obj[()])
+                else:
+                    walk(f"{prefix}/{name}", obj)
+
+        present = set(f["concepts"]) if "concepts" in f else set()
+        for cid in sorted(set(concepts) & present):
+            walk(f"concepts/{cid}", f[f"concepts/{cid}"])
+        for name in f:
+            if name != "concepts":  # shared groups (each readout's steps)
+                walk(name, f[name])
+    return h.hexdigest()
+
+
 def audit_tree(tree: str | Path, settings_hash: str) -> dict[str, list[str]]:
     """Check every finished HDF5 file of a results tree before the workflow plans anything.
 

@@ -18,7 +18,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,8 +63,14 @@ class JobMemo:
     links: list[Path]
 
     @classmethod
-    def of(cls, smk: Any) -> JobMemo | None:
-        """The memo of a Snakemake job, or None where it cannot be memoised."""
+    def of(cls, smk: Any, scope: dict[str, Sequence[str]] | None = None) -> JobMemo | None:
+        """The memo of a Snakemake job, or None where it cannot be memoised.
+
+        ``scope`` maps input names to the concepts the job reads from those files (shards or
+        directions): only those concepts' data enter the key
+        (:func:`scalex.io.concepts_digest`), so an edit of another concept in the same file
+        leaves the job's key unchanged.
+        """
         from scalex.provenance import code_version, package_versions
 
         tree = tree_of_job(smk)
@@ -80,13 +86,15 @@ class JobMemo:
             rel_outputs = [str(o.resolve().relative_to(tree)) for o in outputs]
         except (OSError, ValueError):
             return None
+        scoped = _scoped_digests(smk, scope or {})
         content = {
             "rule": smk.rule,
+            "scope": {name: sorted(ids) for name, ids in (scope or {}).items()},
             "wildcards": dict(smk.wildcards.items()),
             "params": dict(smk.params.items()),
             "outputs": rel_outputs,
             "inputs": [str(p) for p in inputs],
-            "input_sha256": [_digest(p) for p in inputs],
+            "input_sha256": [scoped.get(str(p)) or _digest(p) for p in inputs],
             "code": code_version(),
             "versions": package_versions(),
         }
@@ -136,3 +144,15 @@ class JobMemo:
             os.replace(tmp, self.record)
         except OSError as err:
             log.warning("job memo not kept (%s)", err)
+
+
+def _scoped_digests(smk: Any, scope: dict[str, Sequence[str]]) -> dict[str, str]:
+    """Input path -> digest of the scoped concepts' data, for the inputs named in ``scope``."""
+    from scalex.io import concepts_digest
+
+    out: dict[str, str] = {}
+    for name, concepts in scope.items():
+        files = getattr(smk.input, name)
+        for path in [files] if isinstance(files, str) else list(files):
+            out[str(path)] = "concepts:" + concepts_digest(path, concepts)
+    return out

@@ -12,7 +12,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +25,17 @@ EXPECTED = (ScalexError, KeyError, ValueError)
 _TORCH_THREADS: int | None = None
 
 
-def run_rule(smk: Any, work: Callable[[], Any], memo: bool = True) -> Any:
+def run_rule(
+    smk: Any,
+    work: Callable[[], Any],
+    memo: bool = True,
+    scope: dict[str, Sequence[str]] | None = None,
+) -> Any:
     """Run ``work`` with logging to ``smk.log[0]`` (and stderr); exit 1 on a known error.
 
     With ``memo`` (every rule but those that reuse samples themselves), a job whose inputs,
     params and code are those of its last run gets that run's outputs back instead
-    (:mod:`scalex.memo`).
+    (:mod:`scalex.memo`); ``scope`` names the concepts it reads from which inputs.
     """
     log = logging.getLogger("scalex")
     log.setLevel(logging.INFO)
@@ -56,7 +61,7 @@ def run_rule(smk: Any, work: Callable[[], Any], memo: bool = True) -> Any:
             configure_torch()
     start = time.perf_counter()
     started_up = _seconds_since_process_start()
-    job_memo = _job_memo(smk) if memo else None
+    job_memo = _job_memo(smk, scope) if memo else None
     if job_memo is not None and job_memo.restore():
         log.info(
             "%s: inputs, params and code as at its last run: its outputs restored (%s), "
@@ -83,11 +88,11 @@ def run_rule(smk: Any, work: Callable[[], Any], memo: bool = True) -> Any:
     return result
 
 
-def _job_memo(smk: Any):
+def _job_memo(smk: Any, scope: dict[str, Sequence[str]] | None):
     from scalex.memo import JobMemo
 
     try:
-        return JobMemo.of(smk)
+        return JobMemo.of(smk, scope)
     except (OSError, ValueError, TypeError, AttributeError) as err:
         logging.getLogger("scalex").warning("no job memo (%s)", err)
         return None

@@ -88,4 +88,4 @@ def main(smk: Any) -> None:
             readout=smk.wildcards.readout,
         )
 
-    run_rule(smk, work)
+    run_rule(smk, work, scope={"shards": list(smk.params.concepts)})

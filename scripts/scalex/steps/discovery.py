@@ -105,4 +105,10 @@ def main(smk: Any) -> None:
             smk.params.top_k,
             readout=smk.wildcards.readout,
         ),
+        scope={"directions": query_concepts(json.loads(smk.params.queries))},
     )
+
+
+def query_concepts(queries: dict[str, Any]) -> list[str]:
+    """The concepts whose directions the queries combine."""
+    return sorted({c for q in queries.values() for c in [*q["positive"], *q.get("negative", [])]})

@@ -3,6 +3,7 @@ one UNet pass, project the H-space tap) and the AUC per step against the labels.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,7 @@ def run(
 
 
 def main(smk: Any) -> None:
+    spec = json.loads(smk.params.spec)
     run_rule(
         smk,
         lambda: run(
@@ -81,4 +83,5 @@ def main(smk: Any) -> None:
             smk.output.scores,
             smk.output.auc,
         ),
+        scope={"directions": [*spec["positive"], *spec.get("negative", [])]},
     )

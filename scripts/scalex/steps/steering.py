@@ -6,6 +6,7 @@ and the readout it came from."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -110,7 +111,9 @@ def run(
 
 
 def main(smk: Any) -> None:
+    spec = json.loads(smk.params.spec)
     run_rule(
         smk,
         lambda: run(ConditioningJob.from_job(smk), smk.output.grid, smk.output.images),
+        scope={"directions": [*spec["positive"], *spec.get("negative", [])]},
     )
