@@ -341,6 +341,22 @@ def concepts_digest(path: str | Path, concepts: Sequence[str]) -> str:
     return h.hexdigest()
 
 
+def datasets_digest(path: str | Path, names: Sequence[str]) -> str:
+    """sha256 of a file's root attributes and the named root datasets only (a clustering job
+    reads a similarity file's ids and sets, not its matrices)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with h5py.File(path, "r", locking="best-effort") as f:
+        items = [(f"@{k}", v) for k, v in f.attrs.items()]
+        items += [(name, f[name][()]) for name in names if name in f]
+        for name, value in items:
+            arr = np.asarray(value)
+            h.update(f"{name}\0{arr.dtype.str}\0{arr.shape}\0".encode())
+            h.update(arr.tobytes() if arr.dtype.kind != "O" else repr(arr.tolist()).encode())
+    return h.hexdigest()
+
+
 def audit_tree(tree: str | Path, settings_hash: str) -> dict[str, list[str]]:
     """Check every finished HDF5 file of a results tree before the workflow plans anything.
 

@@ -18,7 +18,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,13 +63,13 @@ class JobMemo:
     links: list[Path]
 
     @classmethod
-    def of(cls, smk: Any, scope: dict[str, Sequence[str]] | None = None) -> JobMemo | None:
+    def of(cls, smk: Any, scope: dict[str, Any] | None = None) -> JobMemo | None:
         """The memo of a Snakemake job, or None where it cannot be memoised.
 
         ``scope`` maps input names to the concepts the job reads from those files (shards or
-        directions): only those concepts' data enter the key
-        (:func:`scalex.io.concepts_digest`), so an edit of another concept in the same file
-        leaves the job's key unchanged.
+        directions), or to ``{"datasets": [...]}``, the root datasets it reads: only those
+        enter the key (:func:`scalex.io.concepts_digest`, :func:`scalex.io.datasets_digest`),
+        so an edit of another concept in the same file leaves the job's key unchanged.
         """
         from scalex.provenance import code_version, package_versions
 
@@ -89,7 +89,7 @@ class JobMemo:
         scoped = _scoped_digests(smk, scope or {})
         content = {
             "rule": smk.rule,
-            "scope": {name: sorted(ids) for name, ids in (scope or {}).items()},
+            "scope": scope or {},
             "wildcards": dict(smk.wildcards.items()),
             "params": dict(smk.params.items()),
             "outputs": rel_outputs,
@@ -146,13 +146,16 @@ class JobMemo:
             log.warning("job memo not kept (%s)", err)
 
 
-def _scoped_digests(smk: Any, scope: dict[str, Sequence[str]]) -> dict[str, str]:
+def _scoped_digests(smk: Any, scope: dict[str, Any]) -> dict[str, str]:
     """Input path -> digest of the scoped concepts' data, for the inputs named in ``scope``."""
-    from scalex.io import concepts_digest
+    from scalex.io import concepts_digest, datasets_digest
 
     out: dict[str, str] = {}
-    for name, concepts in scope.items():
+    for name, what in scope.items():
         files = getattr(smk.input, name)
         for path in [files] if isinstance(files, str) else list(files):
-            out[str(path)] = "concepts:" + concepts_digest(path, concepts)
+            if isinstance(what, dict):  # {"datasets": [...]}: named root datasets only
+                out[str(path)] = "datasets:" + datasets_digest(path, what["datasets"])
+            else:
+                out[str(path)] = "concepts:" + concepts_digest(path, what)
     return out

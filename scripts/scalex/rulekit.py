@@ -12,7 +12,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ def run_rule(
     smk: Any,
     work: Callable[[], Any],
     memo: bool = True,
-    scope: dict[str, Sequence[str]] | None = None,
+    scope: dict[str, Any] | None = None,
 ) -> Any:
     """Run ``work`` with logging to ``smk.log[0]`` (and stderr); exit 1 on a known error.
 
@@ -88,7 +88,7 @@ def run_rule(
     return result
 
 
-def _job_memo(smk: Any, scope: dict[str, Sequence[str]] | None):
+def _job_memo(smk: Any, scope: dict[str, Any] | None):
     from scalex.memo import JobMemo
 
     try:

@@ -24,8 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import spearmanr
-from sklearn.metrics import adjusted_rand_score
 
 from scalex_refworld import world as W
 
@@ -105,6 +103,9 @@ def validate(
     ``agreement_<axis>`` (votes equal to their own image's reading), ``share_mae_<axis>`` and
     ``agreement_<axis>_chance`` (the control), and ``samples.tsv`` has the per-concept shares.
     """
+    from scipy.stats import spearmanr
+    from sklearn.metrics import adjusted_rand_score
+
     out = Path(out_dir)
     world = W.World.from_table(world_tsv)
     realised = realised_rates(rates_tsv, world)

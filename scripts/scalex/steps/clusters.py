@@ -105,4 +105,19 @@ def main(smk: Any) -> None:
             max_exact=opts["max_exact"],
             null_sample=opts["null_sample"],
         ),
+        scope=_scope(smk, opts),
     )
+
+
+def _scope(smk: Any, opts: dict[str, Any]) -> dict[str, Any]:
+    """What the job reads: the similarity file's ids and sets (not its matrices) and the
+    directions of the clustered concepts and of the axes removed."""
+    from scalex.io import SIMILARITY, open_checked, read_strings
+
+    with open_checked(smk.input.similarity, SIMILARITY) as f:
+        ids, sets = read_strings(f["ids"]), read_strings(f["sets"])
+    wanted = opts["sets"]
+    concepts = [c for c, s in zip(ids, sets, strict=True) if wanted is None or s in wanted]
+    if smk.wildcards.variant == "axes_removed":
+        concepts += [c for pair in opts["remove_axes"] for c in pair]
+    return {"similarity": {"datasets": ["ids", "sets"]}, "directions": concepts}

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from scalex.conditioning import ConditioningJob, auc, projection_scores
 from scalex.io import read_labelled_images, write_tsv
 from scalex.rulekit import run_rule
+
+if TYPE_CHECKING:  # torch is imported by the work only, not when a job memo is restored
+    from scalex.conditioning import ConditioningJob
 
 log = logging.getLogger("scalex")
 
@@ -25,6 +27,8 @@ def run(
 ):
     """Score labelled images on positive - negative and the AUC per step."""
     import pandas as pd
+
+    from scalex.conditioning import auc, projection_scores
 
     spec = job.spec
     direction, _ = job.direction()
@@ -74,14 +78,20 @@ def run(
 
 def main(smk: Any) -> None:
     spec = json.loads(smk.params.spec)
-    run_rule(
-        smk,
-        lambda: run(
+
+    def work() -> None:
+        from scalex.conditioning import ConditioningJob
+
+        run(
             ConditioningJob.from_job(smk),
             smk.params.images_dir,
             smk.input.labels,
             smk.output.scores,
             smk.output.auc,
-        ),
+        )
+
+    run_rule(
+        smk,
+        work,
         scope={"directions": [*spec["positive"], *spec.get("negative", [])]},
     )

@@ -10,13 +10,15 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from scalex.conditioning import ConditioningJob, steer, steering_seeds
 from scalex.io import write_npz
 from scalex.rulekit import run_rule
+
+if TYPE_CHECKING:  # torch is imported by the work only, not when a job memo is restored
+    from scalex.conditioning import ConditioningJob
 
 log = logging.getLogger("scalex")
 
@@ -56,6 +58,7 @@ def run(
     files' path) names the readout of the direction in the grid's title.
     """
     from scalex.analysis import figures
+    from scalex.conditioning import steer, steering_seeds
 
     spec, settings = job.spec, job.settings
     direction, norm = job.direction()
@@ -112,8 +115,14 @@ def run(
 
 def main(smk: Any) -> None:
     spec = json.loads(smk.params.spec)
+
+    def work() -> None:
+        from scalex.conditioning import ConditioningJob
+
+        run(ConditioningJob.from_job(smk), smk.output.grid, smk.output.images)
+
     run_rule(
         smk,
-        lambda: run(ConditioningJob.from_job(smk), smk.output.grid, smk.output.images),
+        work,
         scope={"directions": [*spec["positive"], *spec.get("negative", [])]},
     )
