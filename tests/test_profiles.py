@@ -18,7 +18,7 @@ def gpu_rules() -> set[str]:
     found, rule = set(), None
     for path in sorted((ROOT / "rules").glob("*.smk")):
         for line in path.read_text().splitlines():
-            m = re.match(r"^(?:local)?rule (\w+):", line)
+            m = re.match(r"^\s*(?:local)?rule (\w+):", line)  # rules inside an if too
             if m:
                 rule = m.group(1)
             if re.search(r"\bgpu\s*=\s*[1-9]", line):
