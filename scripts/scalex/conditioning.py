@@ -27,6 +27,7 @@ import torch
 
 from scalex.errors import ExtractionError
 from scalex.hooks import Trace
+from scalex.models import seed_generators
 from scalex.vectors import combine, unit
 
 log = logging.getLogger("scalex")
@@ -63,11 +64,6 @@ def steering_edit(
 
     edit.coefficient = float(coefficient)
     return edit
-
-
-def _generators(seeds: Sequence[int], noise_device: str, device: torch.device):
-    where = "cpu" if noise_device == "cpu" else device
-    return [torch.Generator(where).manual_seed(int(s)) for s in seeds]
 
 
 def steer(
@@ -121,7 +117,7 @@ def steer(
                         guidance_scale=guidance_scale,
                         height=height,
                         width=width,
-                        generator=_generators(chunk, noise_device, pipe.unet.device),
+                        generator=seed_generators(chunk, noise_device, pipe.unet.device),
                         output_type="np",
                     )
                 parts.append(np.asarray(out.images, dtype=np.float32))

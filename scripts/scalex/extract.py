@@ -43,7 +43,7 @@ import torch
 from scalex.errors import ExtractionError
 from scalex.families import adapter_class
 from scalex.hooks import Trace
-from scalex.models import DTYPES, resolve_device
+from scalex.models import DTYPES, noise_source, resolve_device, seed_generators
 
 log = logging.getLogger(__name__)
 
@@ -200,11 +200,7 @@ class HSpaceExtractor:
     @property
     def noise_source(self) -> str:
         """The device type whose generators draw the noise (``cpu`` or e.g. ``cuda``)."""
-        return "cpu" if self.settings.noise_device == "cpu" else self.device.type
-
-    def _generators(self, seeds: Sequence[int]) -> list[torch.Generator]:
-        gen_device = "cpu" if self.settings.noise_device == "cpu" else self.device
-        return [torch.Generator(gen_device).manual_seed(int(s)) for s in seeds]
+        return noise_source(self.settings.noise_device, self.device)
 
     def initial_noise(self, generators: Sequence[torch.Generator], scheduler=None) -> torch.Tensor:
         """One ``randn_tensor`` draw per sample, the stock pipeline's ``prepare_latents``.
@@ -247,7 +243,7 @@ class HSpaceExtractor:
         scheduler = copy.deepcopy(self.pipe.scheduler)  # per-batch state (step index, history)
         timesteps = self._timesteps(scheduler)
         per_sample = _steps_per_sample(scheduler, settings.eta)
-        generators = self._generators(seeds)
+        generators = seed_generators(seeds, self.settings.noise_device, self.device)
         embeds, added = self.family.conditioning(prompts)
         content = None
         if "content" in settings.readouts:

@@ -314,9 +314,7 @@ def concepts_digest(path: str | Path, concepts: Sequence[str]) -> str:
     h = hashlib.sha256()
 
     def add(name: str, value: Any) -> None:
-        arr = np.asarray(value)
-        h.update(f"{name}\0{arr.dtype.str}\0{arr.shape}\0".encode())
-        h.update(arr.tobytes() if arr.dtype.kind != "O" else repr(arr.tolist()).encode())
+        _hash_value(h, name, value)
 
     with h5py.File(path, "r", locking="best-effort") as f:
         for key, value in f.attrs.items():
@@ -351,10 +349,15 @@ def datasets_digest(path: str | Path, names: Sequence[str]) -> str:
         items = [(f"@{k}", v) for k, v in f.attrs.items()]
         items += [(name, f[name][()]) for name in names if name in f]
         for name, value in items:
-            arr = np.asarray(value)
-            h.update(f"{name}\0{arr.dtype.str}\0{arr.shape}\0".encode())
-            h.update(arr.tobytes() if arr.dtype.kind != "O" else repr(arr.tolist()).encode())
+            _hash_value(h, name, value)
     return h.hexdigest()
+
+
+def _hash_value(h: Any, name: str, value: Any) -> None:
+    """Feed one named attribute or dataset value (type, shape and bytes) into a hash."""
+    arr = np.asarray(value)
+    h.update(f"{name}\0{arr.dtype.str}\0{arr.shape}\0".encode())
+    h.update(arr.tobytes() if arr.dtype.kind != "O" else repr(arr.tolist()).encode())
 
 
 def audit_tree(tree: str | Path, settings_hash: str) -> dict[str, list[str]]:

@@ -13,6 +13,7 @@ entry point: a loader ``recognises(folder)``, supplies ``components(folder, dtyp
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +24,6 @@ from scalex.errors import ModelError
 from scalex.loaders import loader_for
 
 log = logging.getLogger(__name__)
-
-FAMILIES = ("sd1", "sd2", "sdxl", "lcm", "reference")
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -56,6 +55,21 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "mps" and not torch.backends.mps.is_available():
         raise ModelError("sampling.device is 'mps' but Apple MPS is not available here")
     return torch.device(device)
+
+
+def noise_source(noise_device: str, device: torch.device) -> str:
+    """The device type whose generators draw a run's noise: ``cpu``, or the model's device type
+    when ``sampling.noise_device`` is ``device``. The same seed is other noise on another source."""
+    return "cpu" if noise_device == "cpu" else device.type
+
+
+def seed_generators(
+    seeds: Sequence[int], noise_device: str, device: torch.device
+) -> list[torch.Generator]:
+    """One generator per seed where ``sampling.noise_device`` says, as a user passes them to the
+    stock pipeline (``torch.Generator(where).manual_seed(seed)``): every noise draw of scalex."""
+    where = "cpu" if noise_device == "cpu" else device
+    return [torch.Generator(where).manual_seed(int(s)) for s in seeds]
 
 
 def load_pipeline(

@@ -54,12 +54,13 @@ def render_samples(
     ``generator=torch.Generator(noise_device).manual_seed(seed)``, batched with a list of
     generators (which gives each sample the noise it gets alone)."""
     import torch
+    from scalex.models import seed_generators
 
-    where = "cpu" if sampling.get("noise_device", "cpu") == "cpu" else pipe.unet.device
+    noise_device = sampling.get("noise_device", "cpu")
     out = []
     for start in range(0, len(prompts), max(1, batch_size)):
         chunk = slice(start, start + max(1, batch_size))
-        gens = [torch.Generator(where).manual_seed(int(s)) for s in seeds[chunk]]
+        gens = seed_generators(seeds[chunk], noise_device, pipe.unet.device)
         with torch.inference_mode():
             res = pipe(
                 list(prompts[chunk]),

@@ -153,9 +153,10 @@ def run(
 
 def noise_source(sampling: Any) -> str:
     """Where the seeds' generators live (:attr:`HSpaceExtractor.noise_source`)."""
+    from scalex.models import noise_source as source
     from scalex.models import resolve_device
 
-    return "cpu" if sampling.noise_device == "cpu" else resolve_device(sampling.device).type
+    return source(sampling.noise_device, resolve_device(sampling.device))
 
 
 def versions() -> dict[str, str]:
