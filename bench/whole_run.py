@@ -107,7 +107,7 @@ def workflow_targets(config: Path) -> tuple[str, list[str]]:
 
 def samples_of(config: Path) -> list[tuple[str, int]]:
     """The workflow's samples in shard order is not needed: scripts run concept-major."""
-    from scalex.concepts import fill
+    from scalex.templates import fill
 
     terms = ["person"] + [f"thing{i}" for i in range(N_CONCEPTS)]
     prompts = [fill("a photo of {article} {term}", t) for t in terms]

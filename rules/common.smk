@@ -20,7 +20,6 @@ from scalex.concepts import (
     bucket_of,
     buckets,
     check_analysis_references,
-    fill,
     load_concepts,
 )
 from scalex.io import audit_tree, other_code_note, read_vocabulary

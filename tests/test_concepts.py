@@ -6,16 +6,14 @@ import pytest
 from conftest import ROOT, workflow_config, write_sheet
 from scalex.concepts import (
     BASELINE_ID,
-    article,
     baseline_concept,
     bucket_count,
     bucket_of,
     buckets,
-    expand,
-    fill,
     load_concepts,
 )
 from scalex.config import ConfigError, validate_config
+from scalex.templates import article, expand, fill
 
 TEMPLATES = {
     "default": ["a photo of {article} {term}", "a portrait of {article} {term}"],

@@ -22,16 +22,16 @@ import yaml
 
 from scalex.config import (
     ConfigError,
-    _default_filling_validator,
     canonical_json,
+    default_filling_validator,
     load_schema,
     seeds,
 )
+from scalex.templates import baseline_prompts, expand
 
 #: a concept id (the schema's ``id`` pattern): path-safe, since it names files
 ID_PATTERN = re.compile(load_schema("concepts")["properties"]["id"]["pattern"])
 BASELINE_ID = "baseline"
-VOWELS = "aeiou"
 
 
 @dataclass(frozen=True)
@@ -58,26 +58,6 @@ class Concept:
 
     def spec_hash(self) -> str:
         return hashlib.sha256(canonical_json(self.spec()).encode()).hexdigest()[:12]
-
-
-def article(word: str) -> str:
-    """'a' or 'an' before ``word`` (by its first letter; good enough for concept terms)."""
-    return "an" if word[:1].lower() in VOWELS else "a"
-
-
-def fill(template: str, term: str) -> str:
-    """Fill ``{term}`` and ``{article}`` (a/an agreeing with the term) in a template."""
-    return template.replace("{article}", article(term)).replace("{term}", term)
-
-
-def expand(terms: Iterable[str], templates: list[str]) -> tuple[tuple[str, ...], tuple[int, ...]]:
-    """Prompts for every template times term, template-major, with each prompt's template."""
-    prompts, index = [], []
-    for t_i, template in enumerate(templates):
-        for term in terms:
-            prompts.append(fill(template, term))
-            index.append(t_i)
-    return tuple(prompts), tuple(index)
 
 
 def _split_terms(value: Any) -> list[str]:
@@ -138,7 +118,7 @@ _ID_RULE = "must be lower-case letters, digits, '_', '.' or '-' (it is used in f
 
 @lru_cache(maxsize=1)
 def _row_validator():
-    return _default_filling_validator()(load_schema("concepts"))
+    return default_filling_validator()(load_schema("concepts"))
 
 
 def _normalised_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -281,12 +261,9 @@ def load_concepts(cfg: dict[str, Any], base: str | Path = ".") -> dict[str, Conc
 def baseline_concept(cfg: dict[str, Any]) -> Concept:
     """The neutral prompts that every concept is compared with, sampled with the same seeds."""
     spec = cfg["concepts"]["baseline"]
-    if spec.get("prompts"):
-        prompts = tuple(spec["prompts"])
-        return Concept(BASELINE_ID, BASELINE_ID, prompts, tuple([0] * len(prompts)))
-    templates = cfg["concepts"]["templates"][spec.get("templates", "default")]
-    prompts, index = expand(spec["terms"], templates)
-    return Concept(BASELINE_ID, BASELINE_ID, prompts, index, tuple(spec["terms"]))
+    prompts, index = baseline_prompts(cfg)
+    terms = () if spec.get("prompts") else tuple(spec["terms"])
+    return Concept(BASELINE_ID, BASELINE_ID, prompts, index, terms)
 
 
 def bucket_of(concept_id: str, buckets: int) -> str:

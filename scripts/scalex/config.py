@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from scalex.errors import ConfigError, ModelError
+from scalex.templates import baseline_prompts
 
 #: JSON schemas shipped as package data: found in an installed wheel as in a source checkout
 SCHEMA_DIR = resources.files("scalex") / "schema"
@@ -118,10 +119,8 @@ def validate_config(cfg: dict[str, Any], base: str | Path = ".") -> dict[str, An
         if not (Path(base) / sheet).is_file():
             raise ConfigError(f"concepts.sheets: file {sheet} does not exist")
     if "content" in ext["readouts"] and ext["content_prompt"] is None:
-        from scalex.concepts import baseline_concept
-
         # the content readout reads every sample under the baseline's first prompt
-        ext["content_prompt"] = baseline_concept(cfg).prompts[0]
+        ext["content_prompt"] = baseline_prompts(cfg)[0][0]
     return cfg
 
 
@@ -268,7 +267,7 @@ def load_schema(name: str = "config") -> dict[str, Any]:
     return yaml.safe_load((SCHEMA_DIR / f"{name}.schema.yaml").read_text(encoding="utf-8"))
 
 
-def _default_filling_validator():
+def default_filling_validator():
     """A JSON-schema validator that fills ``default`` values into mappings as it validates.
 
     (``snakemake.utils.validate`` cannot be used: it calls ``setdefault`` on any instance inside
@@ -300,7 +299,7 @@ def _schema_error(cfg: dict[str, Any]) -> str | None:
     from jsonschema.exceptions import best_match
 
     schema = load_schema("config")
-    validator = _default_filling_validator()(schema)
+    validator = default_filling_validator()(schema)
     err = best_match(validator.iter_errors(cfg))
     if err is None:
         return None

@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from scalex.concepts import bucket_of, fill
+from scalex.concepts import bucket_of
 from scalex.io import write_prompts
 from scalex.rulekit import run_rule
+from scalex.templates import fill
 
 
 def vocabulary_record(name: str, template: str, terms: Sequence[str]) -> dict[str, Any]:
