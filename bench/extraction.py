@@ -18,7 +18,9 @@ every kept step, so the activations of all sides are compared in the same run:
   raises (the pipeline's ``_interrupt`` flag would do on SD and SDXL, but the LCM pipeline
   ignores it);
 - ``scalex-bB``: ``HSpaceExtractor(pipe, SamplingSettings(batch_size=B, ...)).run(samples)``;
-- ``scalex-bB-keepK``: the same keeping steps 0..K-1, so the loop stops after step K.
+- ``scalex-bB-keepK``: the same keeping steps 0..K-1, so the loop stops after step K;
+- ``scalex-bB-keepK-compile`` (``sides(compiled=True)``, run by ``bench/gpu.py`` on CUDA): the
+  same with ``extraction.compile``, its compile cost reported apart.
 
 Equal output: the ``stopK``/``keepK`` sides are compared with the first K steps of
 ``stock-per-sample``; every other side with all of its steps. Times are medians over repeats and
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import datetime as dt
 import json
 import os
@@ -187,8 +190,12 @@ def sides(
     batches: list[int],
     keep: list[int],
     decode: bool = True,
+    compiled: bool = False,
 ) -> dict[str, tuple[Side, int]]:
-    """Every side of the comparison: name -> (function of the samples, steps it yields)."""
+    """Every side of the comparison: name -> (function of the samples, steps it yields).
+
+    ``compiled`` adds ``scalex-bB-keepK-compile``: the ``extraction.compile`` option, on a copy
+    of the pipeline (compiling is in place; the other sides stay eager)."""
     from scalex.extract import SamplingSettings
 
     common = {
@@ -219,6 +226,11 @@ def sides(
     for k in keep:
         st = SamplingSettings(batch_size=big, keep_steps=tuple(range(k)), **base)
         out[f"scalex-b{big}-keep{k}"] = (lambda s, st=st: scalex_side(pipe, s, st), k)
+    if compiled:
+        twin = copy.deepcopy(pipe)
+        for k in keep:
+            st = SamplingSettings(batch_size=big, keep_steps=tuple(range(k)), compile=True, **base)
+            out[f"scalex-b{big}-keep{k}-compile"] = (lambda s, st=st: scalex_side(twin, s, st), k)
     return out
 
 

@@ -13,7 +13,8 @@ Made for a lent GPU with a short lease, so it runs the phases in order of import
 2. ``sides``: ``bench/extraction.py``'s sides (stock per sample, stock batched, stock batched
    stopped by a callback, scalex, scalex early stop), float16 and bfloat16, guidance 1 and 7.5,
    medians of 3 repeats, each side's activations compared with the stock per-sample ones, and
-   each side's model FLOP utilisation.
+   each side's model FLOP utilisation; on CUDA also scalex with ``extraction.compile`` (its
+   compile cost in ``compile_s``).
 3. ``mfu``: UNet FLOPs per sample from ``torch.utils.flop_counter`` and the UNet forward's time
    at growing batch sizes, divided by the card's dense float16/bfloat16 peak.
 4. ``oom_backoff``: with the allocator capped so that the asked batch cannot fit, scalex must
@@ -251,8 +252,15 @@ def phase_sides(args, pipes, device, size, flops, peak, budget: Budget, result) 
             pipe = pipes[dtype]
             table = bx.sides(pipe, steps=spec["steps"], guidance=guidance, size=size,
                              dtype=dtype, device=device, batches=[1, 8, 32][: 3],
-                             keep=spec["keep"], decode=args.smoke)  # fmt: skip
+                             keep=spec["keep"], decode=args.smoke,
+                             compiled=device == "cuda")  # fmt: skip
             table.pop("scalex-b1", None)  # the same loop as stock per sample; saves lease time
+            compile_s = {}
+            for name in [m for m in table if m.endswith("-compile")]:
+                t = time.perf_counter()  # the first call compiles: its cost, reported apart
+                table[name][0](samples[:1])
+                bx.sync(device)
+                compile_s[name] = time.perf_counter() - t
             print(f"sides {dtype} guidance {guidance}", flush=True)
             times, outputs = bx.time_sides(table, samples, args.repeats, device,
                                            log=lambda m: print(m, flush=True))  # fmt: skip
@@ -264,6 +272,8 @@ def phase_sides(args, pipes, device, size, flops, peak, budget: Budget, result) 
                 r["unet_flops"] = flops * n_fwd * len(samples)
                 r["mfu"] = r["unet_flops"] / r["median_s"] / peak if peak else None
                 r["within_float16_spacing"] = r["max_abs_diff_vs_stock"] <= spacing
+                if r["method"] in compile_s:
+                    r["compile_s"] = compile_s[r["method"]]
             out.append({"dtype": dtype, "guidance": guidance, "samples": len(samples),
                         "steps": spec["steps"], "size": size, "repeats": args.repeats,
                         "float16_spacing_at_max": spacing, "methods": rows})  # fmt: skip

@@ -392,3 +392,24 @@ def test_out_of_memory_at_batch_one_names_the_settings(tiny_pipes, monkeypatch):
     monkeypatch.setattr(extractor, "run_batch", run_batch)
     with pytest.raises(ExtractionError, match="batch size 1"):
         extractor.run([("a photo of a cat", 0), ("a photo of a dog", 1)], progress=False)
+
+
+def test_compile_equals_eager_within_float16_storage(tiny_models):
+    """``compile``: the repeated blocks are compiled, a block holding a tap stays eager (its hook
+    stops the forward), and every readout equals eager within float16 storage."""
+    eager_pipe = load_pipeline(str(tiny_models["sd1"]), device="cpu")
+    pipe = load_pipeline(str(tiny_models["sd1"]), device="cpu")  # compiled in place
+    taps = ("mid_block", "up_blocks.1.attentions.0")
+    # without guidance both forwards of a step have one batch shape: one graph per block
+    kw = {"taps": taps, "readouts": ("content", "prompt"), "content_prompt": "a photo"}
+    kw["guidance_scale"] = 1.0
+    compiled = HSpaceExtractor(pipe, _settings("sd1", compile=True, **kw))
+    assert {"down_blocks.0.resnets.0", "mid_block.resnets.0"} <= set(compiled.compiled)
+    assert taps[1] not in compiled.compiled  # a tap: its hook stops the forward
+    eager = HSpaceExtractor(eager_pipe, _settings("sd1", **kw)).run_all(SAMPLES, progress=False)
+    for readout, acts in compiled.run_all(SAMPLES, progress=False).items():
+        for tap in taps:
+            got, want = acts.data[tap]["pooled"], eager[readout].data[tap]["pooled"]
+            assert got.shape == want.shape
+            assert not _fp16_ulps_apart(got, want).any(), (readout, tap)
+    assert not any(m._compiled_call_impl for m in eager_pipe.unet.modules())

@@ -68,6 +68,8 @@ class SamplingSettings:
     negative_prompt: str = ""
     readouts: tuple[str, ...] = ("prompt",)
     content_prompt: str = "a photo of a person"
+    #: compile the UNet's repeated blocks (a runtime option: equal within float16 storage)
+    compile: bool = False
 
     def kept_steps(self) -> list[int]:
         """Indices of the denoising steps whose activations are kept (all when unset)."""
@@ -191,6 +193,10 @@ class HSpaceExtractor:
         )
         #: the batch size the last run ended with (lower than asked after running out of memory)
         self.batch_size_used = max(1, settings.batch_size)
+        #: names of the UNet submodules compiled (empty unless ``settings.compile``)
+        self.compiled = (
+            compile_blocks(self.unet, settings.taps, self.device) if settings.compile else []
+        )
 
     def encode(self, prompt: str) -> dict[str, torch.Tensor]:
         """Cached text states of one prompt (see :class:`scalex.families.FamilyAdapter`)."""
@@ -428,6 +434,43 @@ class HSpaceExtractor:
         """The first configured readout of all samples (see :meth:`run_all`)."""
         first = self.settings.readouts[0]
         return self.run_all(samples, progress, desc, unit_scale)[first]
+
+
+#: the per-block children of a UNet block that repeat: compiled one by one (regional
+#: compilation), so the tap hooks on the blocks themselves stay eager Python
+_REPEATED = ("resnets", "attentions", "downsamplers", "upsamplers")
+
+
+def compile_blocks(unet: torch.nn.Module, taps: Sequence[str], device: torch.device) -> list[str]:
+    """Compile the UNet's repeated blocks in place with ``torch.compile``; channels-last on CUDA.
+
+    Why regional: a tap's forward hook stops the forward early (:class:`scalex.hooks.Trace`),
+    which a whole-graph compile cannot trace. Blocks of equal shapes share one compiled graph, so
+    the compile cost is paid per distinct block shape, not per block. A block that is a tap or
+    holds one stays eager. Every batch has one shape (:meth:`HSpaceExtractor.run_all` pads the
+    last), so nothing recompiles after the first batch. Returns the compiled submodules' names.
+    """
+    if device.type == "cuda":
+        unet.to(memory_format=torch.channels_last)
+    names = []
+    for name, module in unet.named_modules():
+        parent, _, child = name.rpartition(".")
+        if child.isdigit() and parent.rpartition(".")[2] in _REPEATED:
+            if any(tap == name or tap.startswith(name + ".") for tap in taps):
+                continue
+            if module._compiled_call_impl is None:  # a second extractor on this pipe reuses it
+                module.compile(dynamic=False)
+            names.append(name)
+    if not names:
+        log.warning("extraction.compile: no repeated UNet block to compile; running eager")
+    # Dynamo counts recompiles per code object (one ``forward`` for all resnets, whatever their
+    # widths): allow one graph per compiled block and batch shape (trajectory, content readout).
+    limit = 2 * len(names) + 8
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, limit)
+    torch._dynamo.config.accumulated_recompile_limit = max(
+        torch._dynamo.config.accumulated_recompile_limit, limit
+    )
+    return names
 
 
 def _head(acts: Activations, n: int) -> Activations:

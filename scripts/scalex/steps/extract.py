@@ -2,8 +2,9 @@
 file (a bucket of concepts, or a vocabulary chunk) into one HDF5 shard.
 
 All (prompt, seed) samples of the shard run through one batched loop, so a shard pays for model
-loading once. Device, batch size, progress and compression come from the config inside the job,
-not from rule parameters: they never change a shard, so changing them reruns nothing.
+loading once. Device, batch size, progress, compression, reuse and compile come from the config
+inside the job, not from rule parameters: they never change a shard, so changing them reruns
+nothing.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def sampling_settings(settings: dict[str, Any], runtime: dict[str, Any]):
         negative_prompt=s.get("negative_prompt", ""),
         readouts=tuple(e.get("readouts", ("prompt",))),
         content_prompt=e.get("content_prompt") or "",
+        compile=bool(runtime.get("compile", False)),
     )
 
 
@@ -198,6 +200,7 @@ def run_header(
         "step_indices": extractor.kept,
         "readouts": list(sampling.readouts),
         "device": str(extractor.device),
+        "compiled": bool(extractor.compiled),
         # the noise of a seed depends on where its generator lives: never pair across sources
         "noise_source": extractor.noise_source,
         "content_prompt": sampling.content_prompt,
