@@ -1,5 +1,6 @@
-# Only what changes the activations is a param: device, batch size, progress, compression and
-# sample reuse are read from the config inside the job, so changing them reruns nothing.
+# Only what changes the activations is a param: device, batch size, progress, compression,
+# sample reuse and compile are read from the config inside the job, so changing them reruns
+# nothing.
 if ONE_EXTRACTION_JOB:
 
     rule extract:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
 import torch
-from scalex.config import extraction_settings, validate_config
+from scalex.config import check_model_settings, extraction_settings, validate_config
 from scalex.models import (
     ModelError,
     check_model_source,
@@ -139,3 +140,77 @@ def test_resolve_device():
         resolve_device("cuda")
     with pytest.raises(ModelError, match="cuda:1"):
         resolve_device("cuda:1")
+
+
+class _Payload:
+    """Unpickling this runs code: it creates the file ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _pickled_unet(tmp_path, tiny_models):
+    """The tiny SD 1.x model whose UNet weights are a pickle carrying a payload."""
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny_models["sd1"], folder)
+    marker = tmp_path / "payload-ran"
+    for weights in (folder / "unet").glob("*.safetensors"):
+        weights.unlink()
+    torch.save({"payload": _Payload(marker)}, folder / "unet" / "diffusion_pytorch_model.bin")
+    return folder, marker
+
+
+def test_pickled_weights_are_refused_before_unpickling(tmp_path, tiny_models):
+    folder, marker = _pickled_unet(tmp_path, tiny_models)
+    with pytest.raises(ModelError, match="model.allow_pickle") as info:
+        load_pipeline(str(folder), device="cpu")
+    assert "diffusion_pytorch_model.bin" in str(info.value) and not marker.exists()
+    cfg = validate_config({"model": {"id": str(folder)}, "concepts": {"sheets": [__file__]}})
+    with pytest.raises(ModelError, match="model.allow_pickle"):
+        check_model_settings(cfg, folder)  # the workflow's parse-time check
+    assert not marker.exists()
+
+
+def test_allowed_pickled_weights_load_like_safetensors(tmp_path, tiny_models):
+    from diffusers import UNet2DConditionModel
+
+    folder = tmp_path / "bin"
+    shutil.copytree(tiny_models["sd1"], folder)
+    unet = UNet2DConditionModel.from_pretrained(folder / "unet")
+    shutil.rmtree(folder / "unet")
+    unet.save_pretrained(folder / "unet", safe_serialization=False)
+    assert not list((folder / "unet").glob("*.safetensors"))
+    with pytest.raises(ModelError, match="model.allow_pickle"):
+        load_pipeline(str(folder), device="cpu")
+    pipe = load_pipeline(str(folder), device="cpu", allow_pickle=True)
+    want = unet.state_dict()
+    for name, got in pipe.unet.state_dict().items():
+        assert torch.equal(got, want[name]), name
+
+
+def test_model_code_is_refused_before_import(tmp_path, tiny_models):
+    folder = tmp_path / "custom"
+    shutil.copytree(tiny_models["sd1"], folder)
+    marker = tmp_path / "module-imported"
+    (folder / "unet" / "my_unet.py").write_text(f"open({str(marker)!r}, 'w')\n")
+    index = json.loads((folder / "model_index.json").read_text())
+    index["unet"] = ["my_unet", "MyUNet"]
+    (folder / "model_index.json").write_text(json.dumps(index))
+    with pytest.raises(ModelError, match="model.allow_custom_code") as info:
+        load_pipeline(str(folder), device="cpu")
+    assert "my_unet.py" in str(info.value) and not marker.exists()
+    (folder / "unet" / "my_unet.py").unlink()  # the index alone still names foreign code
+    with pytest.raises(ModelError, match="'my_unet'"):
+        load_pipeline(str(folder), device="cpu")
+    assert not marker.exists()
+
+
+def test_trust_settings_are_not_hashed(tiny_models):
+    base = {"model": {"id": str(tiny_models["sd1"])}, "concepts": {"sheets": [__file__]}}
+    allowed = {**base, "model": {**base["model"], "allow_pickle": True, "allow_custom_code": True}}
+    plain = extraction_settings(validate_config(base))
+    assert extraction_settings(validate_config(allowed)) == plain
+    assert "allow_pickle" not in plain["model"]

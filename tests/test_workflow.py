@@ -321,7 +321,8 @@ def test_vocabulary_chunks_follow_their_terms_and_take_any_size(family_run, tmp_
 
 
 def test_runtime_options_rerun_nothing(family_run, tmp_path):
-    """Batch size, progress, device and compression never change a result: no job reruns."""
+    """Batch size, progress, device, compression and compile never change a result: no job
+    reruns."""
     src, _ = family_run("sd1")
     workdir = tmp_path / "run"
     config = _copy_run(
@@ -329,7 +330,7 @@ def test_runtime_options_rerun_nothing(family_run, tmp_path):
         workdir,
         CONCEPT_ROWS,
         sampling={"batch_size": 1, "device": "cpu"},
-        extraction={"progress": True, "compression": "gzip", "threads": 1},
+        extraction={"progress": True, "compression": "gzip", "threads": 1, "compile": True},
     )
     proc = snakemake(workdir, config, "-n", targets=core_targets(config))
     assert planned_jobs(proc.stdout) == set(), proc.stdout

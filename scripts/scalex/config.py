@@ -31,8 +31,9 @@ CONCEPTS_SCHEMA_PATH = SCHEMA_DIR / "concepts.schema.yaml"
 #: Keys that never change activations: they stay out of the settings hash, so that a run resumed
 #: on another device or with another batch size keeps writing the same results tree.
 NON_SEMANTIC = {
+    "model": ("allow_pickle", "allow_custom_code"),
     "sampling": ("device", "batch_size"),
-    "extraction": ("buckets", "threads", "progress", "compression", "reuse"),
+    "extraction": ("buckets", "threads", "progress", "compression", "reuse", "compile"),
 }
 
 
@@ -185,6 +186,8 @@ def check_model_settings(cfg: dict[str, Any], folder: Path | None) -> None:
     JSON file the loader reads parses, the taps exist, and the image size fits the UNet."""
     if folder is None:  # a hub id: its files are checked when it loads
         return
+    model = cfg["model"]
+    check_model_trust(folder, model["allow_pickle"], model["allow_custom_code"])
     configs = {}
     for name in ("model_index.json", "unet/config.json", "vae/config.json"):
         path = folder / name
@@ -257,6 +260,66 @@ def check_model_source(model_id: str) -> Path | None:
     return path
 
 
+#: Weight files that loading would unpickle (a pickle can run any code when it is loaded).
+PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
+#: Libraries a ``model_index.json`` component may come from without running the folder's code.
+KNOWN_LIBRARIES = {"diffusers", "transformers", None}
+
+
+def check_model_trust(
+    folder: Path | None, allow_pickle: bool = False, allow_custom_code: bool = False
+) -> None:
+    """Refuse a model folder that would run its own code when loaded, before anything is
+    unpickled or imported: an audited model is often untrusted.
+
+    Refused unless allowed: pickled weights (``.bin``, ``.ckpt``, ...) with no safetensors file
+    beside them (``model.allow_pickle``), and code shipped with the model (a ``.py`` file, a
+    ``model_index.json`` component from another library, a config's ``auto_map``;
+    ``model.allow_custom_code``). A hub id is loaded with safetensors only unless allowed, and
+    diffusers refuses remote code by default.
+    """
+    if folder is None:
+        return
+    why = "an audited model is untrusted, and loading it would run that code"
+    if not allow_custom_code:
+        code = sorted(folder.rglob("*.py"))
+        if code:
+            raise ModelError(
+                f"model.id: {code[0]} is code shipped with the model; scalex does not import "
+                f"it ({why}). Set model.allow_custom_code: true only for a model you trust"
+            )
+        index = _json_or_none(folder / "model_index.json") or {}
+        for name, entry in index.items():
+            if isinstance(entry, list) and entry and entry[0] not in KNOWN_LIBRARIES:
+                raise ModelError(
+                    f"model.id: {folder / 'model_index.json'} loads component {name!r} from "
+                    f"{entry[0]!r}, code shipped with the model ({why}). Set "
+                    "model.allow_custom_code: true only for a model you trust"
+                )
+        for config in sorted(folder.glob("*/config.json")):
+            if "auto_map" in (_json_or_none(config) or {}):
+                raise ModelError(
+                    f"model.id: {config} maps its classes to code shipped with the model "
+                    f"(auto_map; {why}). Set model.allow_custom_code: true only for a model you "
+                    "trust"
+                )
+    if not allow_pickle:
+        for path in sorted(p for p in folder.rglob("*") if p.suffix in PICKLE_SUFFIXES):
+            if not any(path.parent.glob("*.safetensors")):
+                raise ModelError(
+                    f"model.id: {path} holds pickled weights and no safetensors file is beside "
+                    f"it; unpickling can run any code ({why}). Convert the weights to "
+                    "safetensors, or set model.allow_pickle: true only for a model you trust"
+                )
+
+
+def _json_or_none(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def hub_offline() -> bool:
     """True when ``HF_HUB_OFFLINE`` is set to a true value."""
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
@@ -308,7 +371,8 @@ def _schema_error(cfg: dict[str, Any]) -> str | None:
 
 
 def runtime_options(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Settings that never change a result (device, batch size, progress, compression, reuse).
+    """Settings that never change a result (device, batch size, progress, compression, reuse,
+    compile).
 
     Rules read them from the config inside the job instead of taking them as ``params``, so
     changing one reruns nothing and never deletes a finished output.
@@ -340,7 +404,7 @@ def extraction_settings(cfg: dict[str, Any]) -> dict[str, Any]:
     sampling = {k: v for k, v in cfg["sampling"].items() if k not in NON_SEMANTIC["sampling"]}
     sampling["seeds"] = seeds(cfg)
     extraction = {k: v for k, v in cfg["extraction"].items() if k not in NON_SEMANTIC["extraction"]}
-    model = dict(cfg["model"])
+    model = {k: v for k, v in cfg["model"].items() if k not in NON_SEMANTIC["model"]}
     model["content"] = _model_content(model["id"], model.get("revision"))
     return {"model": model, "sampling": sampling, "extraction": extraction}
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from scalex.config import check_model_source, hub_offline
+from scalex.config import check_model_source, check_model_trust, hub_offline
 from scalex.errors import ModelError
 from scalex.loaders import loader_for
 
@@ -81,11 +81,14 @@ def load_pipeline(
     device: str = "auto",
     scheduler: str | None = None,
     scheduler_kwargs: dict[str, Any] | None = None,
+    allow_pickle: bool = False,
+    allow_custom_code: bool = False,
 ):
     """Load a text-to-image pipeline on ``device`` in ``dtype``, with an optional scheduler swap.
 
     ``scheduler`` names a diffusers scheduler class (e.g. ``LCMScheduler``) that is built from the
     model's own scheduler config, so training-time settings (betas, prediction type) carry over.
+    Pickled weights and a model's own code are refused unless allowed (:func:`check_model_trust`).
     """
     import diffusers
     from diffusers import DiffusionPipeline
@@ -94,12 +97,16 @@ def load_pipeline(
 
     configure_torch()  # in a rule job: diffusers is imported now, silence it
     folder = check_model_source(model_id)
+    check_model_trust(folder, allow_pickle, allow_custom_code)
     torch_dtype = DTYPES[dtype]
     kwargs: dict[str, Any] = {
         "torch_dtype": torch_dtype,
         "local_files_only": folder is not None or hub_offline(),
         "safety_checker": None,
         "requires_safety_checker": False,
+        # never unpickle unless allowed: diffusers then refuses a component without safetensors
+        "use_safetensors": None if allow_pickle else True,
+        "trust_remote_code": allow_custom_code,
     }
     if revision and folder is None:
         kwargs["revision"] = revision
@@ -197,6 +204,8 @@ def load_model(settings: dict[str, Any], runtime: dict[str, Any] | None = None):
         device=runtime.get("device", "auto"),
         scheduler=sampling.get("scheduler"),
         scheduler_kwargs=sampling.get("scheduler_kwargs"),
+        allow_pickle=bool(runtime.get("allow_pickle", False)),
+        allow_custom_code=bool(runtime.get("allow_custom_code", False)),
     )
     info = detect_family(pipe, model["id"])
     wanted = model.get("family", "auto")
