@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
+import pickle
 import re
 import shutil
 import subprocess
@@ -173,6 +174,55 @@ def _model_folder(change: Callable[[Path], None]):
     return breaks
 
 
+def _pickle_payload(model: Path) -> None:
+    """UNet weights as a pickle that would create a file when unpickled (no safetensors)."""
+    for weights in (model / "unet").glob("*.safetensors"):
+        weights.unlink()
+    payload = pickle.dumps({"w": _Payload(str(model / "payload-ran"))})
+    (model / "unet" / "diffusion_pytorch_model.bin").write_bytes(payload)
+
+
+class _Payload:
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _model_code(model: Path) -> None:
+    (model / "unet" / "unet_code.py").write_text("raise SystemExit('imported')\n")
+
+
+def _world_table(change: Callable[[str], str]):
+    """A copy of a reference world (model and planted table) whose table is then broken."""
+
+    def breaks(world: World, cfg: dict):
+        copy_ = world.work / "broken-world"
+        if copy_.exists():
+            shutil.rmtree(copy_)
+        source = ROOT / "resources" / "worlds" / "stereotyped"
+        shutil.copytree(source / "model", copy_ / "model")
+        table = (source / "world.tsv").read_text()
+        (copy_ / "world.tsv").write_text(change(table))
+        cfg["model"]["id"] = str(copy_ / "model")
+
+    return breaks
+
+
+def _rate(table: str) -> str:
+    """The first profession's p_woman set to 1.7."""
+    lines = table.splitlines(keepends=True)
+    header = lines[0].rstrip("\n").split("\t")
+    row = lines[1].rstrip("\n").split("\t")
+    row[header.index("p_woman")] = "1.7"
+    return "".join([lines[0], "\t".join(row) + "\n", *lines[2:]])
+
+
+def _drop_column(table: str) -> str:
+    return "\n".join("\t".join(line.split("\t")[:-1]) for line in table.splitlines()) + "\n"
+
+
 HEADER = "id\tset\tterms\ttemplates\n"
 GOOD_ROWS = "doctor\tprofessions\tdoctor\t\nnurse\tprofessions\tnurse\t\n"
 
@@ -310,6 +360,12 @@ CASES = [
         _model_folder(lambda m: (m / "unet" / "config.json").write_text("{")),
         "config.json",
     ),  # fmt: skip
+    # an untrusted model: nothing of it may be unpickled or imported
+    Case("pickled weights", _model_folder(_pickle_payload), "model.allow_pickle"),
+    Case("model ships code", _model_folder(_model_code), "model.allow_custom_code"),
+    # a reference world's planted table, read when the workflow is parsed
+    Case("world table rate out of range", _world_table(_rate), "world.tsv, line 2"),
+    Case("world table column missing", _world_table(_drop_column), "world.tsv, line 1"),
     # results path and config files
     Case("results path is a file", _results_is_a_file(below=False), "a-file"),
     Case("results path below a file", _results_is_a_file(below=True), "a-file"),

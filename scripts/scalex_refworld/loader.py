@@ -37,6 +37,18 @@ class ReferenceWorld:
 
     @staticmethod
     def ground_truth(folder: Path) -> Path | None:
-        """The world table of the model (``<world>/world.tsv`` next to ``<world>/model``)."""
+        """The world table of the model (``<world>/world.tsv`` next to ``<world>/model``),
+        checked as the workflow is parsed: a bad table stops the run before any job, so no
+        validation output is deleted for a table the validation job would refuse."""
+        from scalex.errors import ConfigError
+
+        from scalex_refworld.world import World
+
         table = Path(folder).parent / "world.tsv"
-        return table if table.is_file() else None
+        if not table.is_file():
+            return None
+        try:
+            World.from_table(table)
+        except ValueError as err:
+            raise ConfigError(f"world table {err}") from None
+        return table

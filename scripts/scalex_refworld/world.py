@@ -140,7 +140,7 @@ class World:
         with open(path, newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh, delimiter="\t"))
         if not rows or tuple(rows[0].keys()) != TABLE_COLUMNS:
-            raise ValueError(f"{path}: expected the columns {', '.join(TABLE_COLUMNS)}")
+            raise ValueError(f"{path}, line 1: expected the columns {', '.join(TABLE_COLUMNS)}")
         families: dict[str, list[str]] = {}
         slot: dict[str, str] = {}
         background: dict[str, RGB] = {NO_FAMILY: NO_FAMILY_BACKGROUND}
