@@ -50,11 +50,16 @@ lint: install
 	$(BIN)/snakefmt --check .
 	$(BIN)/snakemake --lint
 	$(BIN)/python -m scalex.configdoc --check
+	$(BIN)/python -m scalex.layout README.md --check
 
 clean-results:
 	rm -rf results/* .snakemake
 
-# config/README.md is generated from the schemas in scripts/scalex/schema/ (check: --check).
-.PHONY: config-docs
+# config/README.md is generated from the schemas in scripts/scalex/schema/ (check: --check),
+# the README's outputs table from scalex.layout.
+.PHONY: config-docs docs
 config-docs: install
 	$(BIN)/python -m scalex.configdoc
+
+docs: config-docs
+	$(BIN)/python -m scalex.layout README.md --write

@@ -2,33 +2,33 @@ rule defaults:
     """Bias of target concepts along an attribute pair, with bootstrap CIs and figures."""
     input:
         shards=lambda w: shards_for(defaults_concepts(w.name)),
-        baseline=f"{TREE}/activations/{BASELINE_ID}.h5",
+        baseline=out("activations", bucket=BASELINE_ID),
     output:
         table=report(
-            f"{TREE}/{{readout}}/analysis/defaults/{{name}}/bias.tsv",
+            out("bias"),
             caption="../resources/report/bias_table.rst",
             category="Defaults ({readout} readout)",
             subcategory="{name}",
         ),
         bar=report(
-            f"{TREE}/{{readout}}/analysis/defaults/{{name}}/bias_bar.png",
+            out("bias_bar"),
             caption="../resources/report/bias_bar.rst",
             category="Defaults ({readout} readout)",
             subcategory="{name}",
         ),
         profile=report(
-            f"{TREE}/{{readout}}/analysis/defaults/{{name}}/bias_profile.png",
+            out("bias_profile"),
             caption="../resources/report/bias_profile.rst",
             category="Defaults ({readout} readout)",
             subcategory="{name}",
         ),
         scatter=report(
-            f"{TREE}/{{readout}}/analysis/defaults/{{name}}/reference_scatter.png",
+            out("bias_scatter"),
             caption="../resources/report/bias_reference.rst",
             category="Defaults ({readout} readout)",
             subcategory="{name}",
         ),
-        correlation=f"{TREE}/{{readout}}/analysis/defaults/{{name}}/reference_correlation.tsv",
+        correlation=out("bias_correlation"),
     log:
         logfile("defaults", "readout", "name"),
     benchmark:
@@ -50,22 +50,22 @@ rule descriptors:
     """Rank identity descriptors by alignment with each target concept."""
     input:
         shards=shards_for(descriptor_concepts()),
-        baseline=f"{TREE}/activations/{BASELINE_ID}.h5",
+        baseline=out("activations", bucket=BASELINE_ID),
     output:
         table=report(
-            f"{TREE}/{{readout}}/analysis/descriptors/descriptors.tsv",
+            out("descriptors"),
             caption="../resources/report/descriptors_table.rst",
             category="Descriptors ({readout} readout)",
         ),
-        top=f"{TREE}/{{readout}}/analysis/descriptors/top_descriptors.tsv",
+        top=out("top_descriptors"),
         votes=report(
-            f"{TREE}/{{readout}}/analysis/descriptors/votes.tsv",
+            out("votes"),
             caption="../resources/report/descriptor_votes.rst",
             category="Descriptors ({readout} readout)",
         ),
-        sample_votes=f"{TREE}/{{readout}}/analysis/descriptors/sample_votes.tsv",
+        sample_votes=out("sample_votes"),
         figure=report(
-            f"{TREE}/{{readout}}/analysis/descriptors/descriptors.png",
+            out("descriptors_figure"),
             caption="../resources/report/descriptors.rst",
             category="Descriptors ({readout} readout)",
         ),
@@ -90,30 +90,30 @@ rule descriptors:
 rule cluster_figures:
     """Dendrogram, ordered similarity heatmap, 2-D map and silhouette curve."""
     input:
-        matrix=f"{TREE}/{{readout}}/clusters/{{variant}}/similarity.tsv",
-        clusters=f"{TREE}/{{readout}}/clusters/{{variant}}/clusters.tsv",
-        silhouette=f"{TREE}/{{readout}}/clusters/{{variant}}/silhouette.tsv",
+        matrix=out("clustered_matrix"),
+        clusters=out("clusters"),
+        silhouette=out("silhouette"),
     output:
         dendrogram=report(
-            f"{TREE}/{{readout}}/analysis/clusters/{{variant}}/dendrogram.png",
+            out("dendrogram"),
             caption="../resources/report/dendrogram.rst",
             category="Clusters ({readout} readout)",
             subcategory="{variant}",
         ),
         heatmap=report(
-            f"{TREE}/{{readout}}/analysis/clusters/{{variant}}/similarity_heatmap.png",
+            out("heatmap"),
             caption="../resources/report/similarity_heatmap.rst",
             category="Clusters ({readout} readout)",
             subcategory="{variant}",
         ),
         map=report(
-            f"{TREE}/{{readout}}/analysis/clusters/{{variant}}/concept_map.png",
+            out("concept_map"),
             caption="../resources/report/concept_map.rst",
             category="Clusters ({readout} readout)",
             subcategory="{variant}",
         ),
         silhouette=report(
-            f"{TREE}/{{readout}}/analysis/clusters/{{variant}}/silhouette.png",
+            out("silhouette_figure"),
             caption="../resources/report/silhouette.rst",
             category="Clusters ({readout} readout)",
             subcategory="{variant}",
@@ -133,7 +133,7 @@ rule cluster_figures:
 rule vocabulary_prompts:
     """The prompt file of one vocabulary chunk (terms placed by a stable hash, as concepts)."""
     output:
-        f"{TREE}/discovery/{{vocab}}/prompts/{{chunk}}.json",
+        out("vocabulary_prompts"),
     log:
         logfile("vocabulary_prompts", "vocab", "chunk"),
     benchmark:
@@ -150,9 +150,9 @@ rule vocabulary_prompts:
 rule extract_vocabulary:
     """H-space activations of one vocabulary chunk (fewer seeds than concepts)."""
     input:
-        f"{TREE}/discovery/{{vocab}}/prompts/{{chunk}}.json",
+        out("vocabulary_prompts"),
     output:
-        f"{TREE}/discovery/{{vocab}}/activations/{{chunk}}.h5",
+        out("vocabulary_activations"),
     log:
         logfile("extract_vocabulary", "vocab", "chunk"),
     benchmark:
@@ -172,23 +172,20 @@ rule extract_vocabulary:
 rule discovery:
     """Rank a vocabulary by alignment with query directions (open-ended discovery)."""
     input:
-        chunks=lambda w: expand(
-            f"{TREE}/discovery/{w.vocab}/activations/{{chunk}}.h5",
-            chunk=VOCAB_CHUNKS[w.vocab],
-        ),
-        baseline=f"{TREE}/activations/{BASELINE_ID}.h5",
-        directions=expand(
-            f"{TREE}/{{{{readout}}}}/directions/{{bucket}}.h5",
-            bucket=concept_buckets(),
-        ),
+        chunks=lambda w: [
+            out("vocabulary_activations", vocab=w.vocab, chunk=c)
+            for c in VOCAB_CHUNKS[w.vocab]
+        ],
+        baseline=out("activations", bucket=BASELINE_ID),
+        directions=[out("directions", bucket=b) for b in concept_buckets()],
     output:
         table=report(
-            f"{TREE}/{{readout}}/analysis/discovery/{{vocab}}/discovery.tsv",
+            out("discovery"),
             caption="../resources/report/discovery_table.rst",
             category="Discovery ({readout} readout)",
         ),
         figure=report(
-            f"{TREE}/{{readout}}/analysis/discovery/{{vocab}}/discovery.png",
+            out("discovery_figure"),
             caption="../resources/report/discovery.rst",
             category="Discovery ({readout} readout)",
         ),
@@ -211,17 +208,15 @@ rule discovery:
 rule compare_readouts:
     """One defaults analysis on every readout side by side, against the text-encoder control."""
     input:
-        lambda w: expand(
-            f"{TREE}/{{readout}}/analysis/defaults/{w.name}/bias.tsv", readout=READOUTS
-        ),
+        lambda w: [out("bias", readout=r, name=w.name) for r in READOUTS],
     output:
         table=report(
-            f"{TREE}/readouts/defaults/{{name}}.tsv",
+            out("readouts_defaults"),
             caption="../resources/report/readouts.rst",
             category="Readouts side by side",
         ),
         figure=report(
-            f"{TREE}/readouts/defaults/{{name}}.png",
+            out("readouts_defaults_figure"),
             caption="../resources/report/readouts.rst",
             category="Readouts side by side",
         ),
@@ -240,16 +235,14 @@ rule compare_readouts:
 rule readouts_summary:
     """How far each H-space readout's findings agree with the text encoder alone."""
     input:
-        defaults=expand(
-            f"{TREE}/readouts/defaults/{{name}}.tsv", name=ANALYSIS["defaults"]
-        ),
-        tops=expand(
-            f"{TREE}/{{readout}}/analysis/descriptors/top_descriptors.tsv",
-            readout=READOUTS if descriptors_on() else [],
-        ),
+        defaults=[out("readouts_defaults", name=n) for n in ANALYSIS["defaults"]],
+        tops=[
+            out("top_descriptors", readout=r)
+            for r in (READOUTS if descriptors_on() else [])
+        ],
     output:
         report(
-            f"{TREE}/readouts/summary.tsv",
+            out("readouts_summary"),
             caption="../resources/report/readouts.rst",
             category="Readouts side by side",
         ),

@@ -27,6 +27,7 @@ from scalex.steps.prompts import vocabulary_chunks, vocabulary_record
 from scalex.steps.similarity import full_similarity
 from scalex.loaders import ground_truth
 from scalex.readouts import CONTROL, PUBLISHED, findings_readout
+from scalex import layout
 from scalex.config import (
     canonical_json,
     check_device,
@@ -82,8 +83,8 @@ BUCKETS[BASELINE_ID] = [BASELINE_ID]
 ANALYSIS = config["analysis"]
 #: What the model was built to show (a reference world's planted table), from its loader.
 GROUND_TRUTH = ground_truth(config["model"]["id"])
-#: Outputs that optional rule files (rules/reference_world.smk) add to the default target.
-EXTRA_OUTPUTS = []
+#: Ground-truth validation runs (set by rules/reference_world.smk, included with its plug-in).
+VALIDATION = False
 BOOTSTRAP = canonical_json(
     {key: ANALYSIS[key] for key in ("bootstrap", "confidence", "seed")}
 )
@@ -91,8 +92,8 @@ BOOTSTRAP = canonical_json(
 READOUTS = config["extraction"]["readouts"]
 PRIMARY = config["directions"]["readout"]
 #: Clusters are always computed raw, and also after removing the declared identity axes.
-CLUSTER_VARIANTS = ["raw"] + (
-    ["axes_removed"] if config["clustering"]["remove_axes"] else []
+CLUSTER_VARIANTS = [layout.RAW] + (
+    [layout.AXES_REMOVED] if config["clustering"]["remove_axes"] else []
 )
 DECLARED_VARIANT = CLUSTER_VARIANTS[-1]
 #: Full N x N similarity matrices are written for small runs only (or when asked for).
@@ -104,22 +105,26 @@ FULL_SIMILARITY = full_similarity(
 
 
 wildcard_constraints:
-    concept=r"[a-z0-9][a-z0-9_.-]*",
-    bucket=r"b[0-9]{4}|baseline",
-    readout=r"prompt|content|text",
-    variant=r"raw|axes_removed",
+    **layout.WILDCARDS,
+
+
+def out(key, **wildcards):
+    """A path of the results tree: ``scalex.layout.OUTPUTS[key]`` under the run's tree, with the
+    given wildcards filled in and the others left to Snakemake (one spelling for every rule,
+    the default target and ``scalex.api``)."""
+    return layout.path(key, TREE, **wildcards)
 
 
 def logfile(rule, *wildcards):
     """The one log path convention: ``<tree>/logs/<rule>/<wildcard values joined by ->.log``."""
-    name = "-".join(f"{{{w}}}" for w in wildcards) or rule
-    return f"{TREE}/logs/{rule}/{name}.log"
+    job = "-".join(f"{{{w}}}" for w in wildcards) or rule
+    return out("log", rule=rule, job=job)
 
 
 def benchfile(rule, *wildcards):
     """The benchmark path next to :func:`logfile`'s: ``<tree>/benchmarks/<rule>/...tsv``."""
-    name = "-".join(f"{{{w}}}" for w in wildcards) or rule
-    return f"{TREE}/benchmarks/{rule}/{name}.tsv"
+    job = "-".join(f"{{{w}}}" for w in wildcards) or rule
+    return out("benchmark", rule=rule, job=job)
 
 
 def bucket_spec(wildcards):
@@ -135,7 +140,7 @@ def concept_buckets():
 def shard_of(cid):
     """The activation shard that holds a concept."""
     bucket = BASELINE_ID if cid == BASELINE_ID else bucket_of(cid, N_BUCKETS)
-    return f"{TREE}/activations/{bucket}.h5"
+    return out("activations", bucket=bucket)
 
 
 def concepts_in_sets(sets):
@@ -204,35 +209,9 @@ def model_threads(wildcards):
 
 def similarity_outputs():
     """The similarity rule's outputs: the full-matrix TSV only when the matrices are written."""
-    outputs = {
-        "h5": f"{TREE}/{{readout}}/similarity/similarity.h5",
-        "neighbours": f"{TREE}/{{readout}}/similarity/neighbours.tsv",
-    }
+    outputs = {"h5": out("similarity"), "neighbours": out("neighbours")}
     if FULL_SIMILARITY:
-        outputs["tsv"] = f"{TREE}/{{readout}}/similarity/similarity.tsv"
-    return outputs
-
-
-def readout_outputs(readout):
-    """What the workflow makes for one readout."""
-    r = f"{TREE}/{readout}"
-    outputs = [f"{r}/similarity/neighbours.tsv"]
-    if FULL_SIMILARITY:
-        outputs.append(f"{r}/similarity/similarity.tsv")
-    for variant in CLUSTER_VARIANTS:
-        outputs += [
-            f"{r}/clusters/{variant}/clusters.tsv",
-            f"{r}/analysis/clusters/{variant}/dendrogram.png",
-        ]
-    outputs += [
-        f"{r}/analysis/defaults/{name}/bias.tsv" for name in ANALYSIS["defaults"]
-    ]
-    if ANALYSIS["descriptors"]["enabled"] and descriptor_concepts():
-        outputs.append(f"{r}/analysis/descriptors/descriptors.tsv")
-    outputs += [
-        f"{r}/analysis/discovery/{name}/discovery.tsv"
-        for name in ANALYSIS["discovery"]["vocabularies"]
-    ]
+        outputs["tsv"] = out("similarity_table")
     return outputs
 
 
@@ -256,15 +235,15 @@ def findings_inputs(wildcards):
     and the published score tables they name (editing any of them reruns the findings).
     """
     inputs = {
-        "votes": f"{TREE}/{FINDINGS_READOUT}/analysis/descriptors/votes.tsv",
+        "votes": out("votes", readout=FINDINGS_READOUT),
         "published": [
-            f"{TREE}/{PUBLISHED_READOUT}/analysis/defaults/{name}/bias.tsv"
+            out("bias", readout=PUBLISHED_READOUT, name=name)
             for name in findings_published()
         ],
     }
     inputs["references"] = [ref["file"] for ref in FINDINGS_REFERENCES.values()]
     if CONTROL in READOUTS:
-        inputs["control"] = f"{TREE}/{CONTROL}/analysis/descriptors/votes.tsv"
+        inputs["control"] = out("votes", readout=CONTROL)
     return inputs
 
 
@@ -272,18 +251,23 @@ def findings_published():
     return [r["published"] for r in FINDINGS_REFERENCES.values() if r.get("published")]
 
 
-def findings_outputs():
-    """The run's headline (rules/findings.smk), made whenever descriptor concepts exist."""
-    if not descriptors_on():
-        return []
-    return [f"{TREE}/findings/findings.tsv", f"{TREE}/findings/references.tsv"]
-
-
 def all_outputs():
-    outputs = [out for readout in READOUTS for out in readout_outputs(readout)]
-    if len(READOUTS) > 1 and ANALYSIS["defaults"]:
-        outputs.append(f"{TREE}/readouts/summary.tsv")
-    return outputs + findings_outputs() + conditioning_outputs() + EXTRA_OUTPUTS
+    """The default target: every ``target`` output of ``scalex.layout.OUTPUTS`` this run makes."""
+    off = set()
+    if not FULL_SIMILARITY:
+        off.add("similarity_table")
+    if not descriptors_on():
+        off |= {"descriptors", "findings", "findings_references"}
+    if len(READOUTS) < 2 or not ANALYSIS["defaults"]:
+        off.add("readouts_summary")
+    if not VALIDATION:
+        off |= {"validation", "validation_summary"}
+    values = {
+        "readout": READOUTS,
+        "variant": CLUSTER_VARIANTS,
+        "vocab": list(ANALYSIS["discovery"]["vocabularies"]),
+    }
+    return layout.default_targets(TREE, layout.Plan(values, config, frozenset(off)))
 
 
 # -- image conditioning (rules/conditioning.smk) ------------------------------------------
@@ -291,7 +275,7 @@ def directions_for(concept_ids):
     """The direction files (one per hash bucket) that hold the concepts."""
     return sorted(
         {
-            f"{TREE}/{PRIMARY}/directions/{bucket_of(c, N_BUCKETS)}.h5"
+            out("directions", readout=PRIMARY, bucket=bucket_of(c, N_BUCKETS))
             for c in concept_ids
         }
     )
@@ -306,16 +290,6 @@ def projection_images(name):
     """The PNG files of a projection's image folder (adding or editing one reruns it)."""
     folder = Path(workflow.basedir) / ANALYSIS["projection"][name]["images"]
     return sorted(str(p) for p in folder.glob("*.png"))
-
-
-def conditioning_outputs():
-    outputs = [
-        f"{TREE}/analysis/steering/{name}/grid.png" for name in ANALYSIS["steering"]
-    ]
-    outputs += [
-        f"{TREE}/analysis/projection/{name}/auc.tsv" for name in ANALYSIS["projection"]
-    ]
-    return outputs
 
 
 def check_conditioning():

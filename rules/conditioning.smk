@@ -7,12 +7,12 @@ rule steering:
         directions=lambda w: directions_for(conditioning_concepts("steering", w.name)),
     output:
         grid=report(
-            f"{TREE}/analysis/steering/{{name}}/grid.png",
+            out("steering_grid"),
             caption="../resources/report/steering.rst",
             category="Image conditioning",
             subcategory="{name}",
         ),
-        images=f"{TREE}/analysis/steering/{{name}}/images.npz",
+        images=out("steering_images"),
     log:
         logfile("steering", "name"),
     benchmark:
@@ -39,13 +39,13 @@ rule projection:
         labels=lambda w: ANALYSIS["projection"][w.name]["labels"],
     output:
         scores=report(
-            f"{TREE}/analysis/projection/{{name}}/scores.tsv",
+            out("projection_scores"),
             caption="../resources/report/projection.rst",
             category="Image conditioning",
             subcategory="{name}",
         ),
         auc=report(
-            f"{TREE}/analysis/projection/{{name}}/auc.tsv",
+            out("projection_auc"),
             caption="../resources/report/projection.rst",
             category="Image conditioning",
             subcategory="{name}",

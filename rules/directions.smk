@@ -1,10 +1,10 @@
 rule directions:
     """Seed-paired concept directions of one bucket and readout, per step and aggregated."""
     input:
-        shard=f"{TREE}/activations/{{bucket}}.h5",
-        baseline=f"{TREE}/activations/{BASELINE_ID}.h5",
+        shard=out("activations"),
+        baseline=out("activations", bucket=BASELINE_ID),
     output:
-        f"{TREE}/{{readout}}/directions/{{bucket}}.h5",
+        out("directions"),
     log:
         logfile("directions", "readout", "bucket"),
     benchmark:

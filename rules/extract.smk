@@ -6,11 +6,11 @@ if ONE_EXTRACTION_JOB:
     rule extract:
         """H-space activations of a small run: its one bucket and the baseline, one model load."""
         input:
-            f"{TREE}/prompts/b0000.json",
-            f"{TREE}/prompts/{BASELINE_ID}.json",
+            out("prompts", bucket="b0000"),
+            out("prompts", bucket=BASELINE_ID),
         output:
-            f"{TREE}/activations/b0000.h5",
-            f"{TREE}/activations/{BASELINE_ID}.h5",
+            out("activations", bucket="b0000"),
+            out("activations", bucket=BASELINE_ID),
         log:
             logfile("extract"),
         benchmark:
@@ -31,9 +31,9 @@ else:
     rule extract:
         """H-space activations of a hash bucket of concepts: one model load, one batched loop."""
         input:
-            f"{TREE}/prompts/{{bucket}}.json",
+            out("prompts"),
         output:
-            f"{TREE}/activations/{{bucket}}.h5",
+            out("activations"),
         log:
             logfile("extract", "bucket"),
         benchmark:

@@ -9,13 +9,13 @@ rule findings:
         unpack(findings_inputs),
     output:
         table=report(
-            f"{TREE}/findings/findings.tsv",
+            out("findings"),
             caption="../resources/report/findings_table.rst",
             category="1. Findings",
         ),
         figures=[
             report(
-                f"{TREE}/findings/{axis}.png",
+                out("findings_figure", axis=axis),
                 caption="../resources/report/findings.rst",
                 category="1. Findings",
                 subcategory=axis,
@@ -23,7 +23,7 @@ rule findings:
             for axis in findings_axes()
         ],
         references=report(
-            f"{TREE}/findings/references.tsv",
+            out("findings_references"),
             caption="../resources/report/findings_references.rst",
             category="1. Findings",
         ),

@@ -6,7 +6,7 @@ rule prompts:
     (pickled into the script, so its size has no shell limit).
     """
     output:
-        f"{TREE}/prompts/{{bucket}}.json",
+        out("prompts"),
     log:
         logfile("prompts", "bucket"),
     benchmark:

@@ -57,18 +57,13 @@ VALIDATION = (
 )
 
 
-if VALIDATION:
-    EXTRA_OUTPUTS += [f"{TREE}/{r}/validation/summary.tsv" for r in READOUTS]
-    EXTRA_OUTPUTS.append(f"{TREE}/validation/summary.tsv")
-
-
 rule sample_images:
     """Render every voted sample with the stock pipeline and read it with the world's reader."""
     input:
-        sample_votes=f"{TREE}/{FINDINGS_READOUT}/analysis/descriptors/sample_votes.tsv",
+        sample_votes=out("sample_votes", readout=FINDINGS_READOUT),
         world=str(GROUND_TRUTH),
     output:
-        images=f"{TREE}/validation/sample_images.tsv",
+        images=out("sample_images"),
     log:
         logfile("sample_images"),
     benchmark:
@@ -87,27 +82,27 @@ rule sample_images:
 rule validate_reference:
     """Compare one readout's findings with the biases and families of the model's world."""
     input:
-        sample_votes=f"{TREE}/{{readout}}/analysis/descriptors/sample_votes.tsv",
-        sample_images=f"{TREE}/validation/sample_images.tsv",
-        bias=f"{TREE}/{{readout}}/analysis/defaults/gender/bias.tsv",
-        clusters=f"{TREE}/{{readout}}/clusters/{DECLARED_VARIANT}/clusters.tsv",
-        raw_clusters=f"{TREE}/{{readout}}/clusters/raw/clusters.tsv",
-        top=f"{TREE}/{{readout}}/analysis/descriptors/top_descriptors.tsv",
-        descriptors=f"{TREE}/{{readout}}/analysis/descriptors/descriptors.tsv",
-        votes=f"{TREE}/{{readout}}/analysis/descriptors/votes.tsv",
+        sample_votes=out("sample_votes"),
+        sample_images=out("sample_images"),
+        bias=out("bias", name="gender"),
+        clusters=out("clusters", variant=DECLARED_VARIANT),
+        raw_clusters=out("clusters", variant=layout.RAW),
+        top=out("top_descriptors"),
+        descriptors=out("descriptors"),
+        votes=out("votes"),
         world=str(GROUND_TRUTH),
         rates=str(Path(GROUND_TRUTH or ".").parent / "evaluation" / "rates.tsv"),
     output:
         summary=report(
-            f"{TREE}/{{readout}}/validation/summary.tsv",
+            out("validation"),
             caption="../resources/report/validation.rst",
             category="Ground truth",
             subcategory="{readout} readout",
         ),
-        gender=f"{TREE}/{{readout}}/validation/gender_defaults.tsv",
-        clustering=f"{TREE}/{{readout}}/validation/clustering.tsv",
-        descriptors=f"{TREE}/{{readout}}/validation/descriptors.tsv",
-        samples=f"{TREE}/{{readout}}/validation/samples.tsv",
+        gender=out("validation_gender"),
+        clustering=out("validation_clustering"),
+        descriptors=out("validation_descriptors"),
+        samples=out("validation_samples"),
     log:
         logfile("validate_reference", "readout"),
     benchmark:
@@ -123,10 +118,10 @@ rule validate_reference:
 rule validation_summary:
     """One table of every readout's ground-truth figures (readout x metric)."""
     input:
-        expand(f"{TREE}/{{readout}}/validation/summary.tsv", readout=READOUTS),
+        [out("validation", readout=r) for r in READOUTS],
     output:
         report(
-            f"{TREE}/validation/summary.tsv",
+            out("validation_summary"),
             caption="../resources/report/validation.rst",
             category="Ground truth",
         ),

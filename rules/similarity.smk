@@ -2,10 +2,7 @@ rule similarity:
     """Nearest neighbours of every concept direction; the full cosine matrices (per step and
     aggregated) only up to similarity.max_full_concepts, unless asked for."""
     input:
-        expand(
-            f"{TREE}/{{{{readout}}}}/directions/{{bucket}}.h5",
-            bucket=concept_buckets(),
-        ),
+        [out("directions", bucket=b) for b in concept_buckets()],
     output:
         **similarity_outputs(),
     log:
@@ -26,15 +23,12 @@ rule clusters:
     """Hierarchical clusters of concepts: k by silhouette, or 1 when a permutation null finds
     no structure; raw, or after removing the declared identity axes (variant)."""
     input:
-        similarity=f"{TREE}/{{readout}}/similarity/similarity.h5",
-        directions=expand(
-            f"{TREE}/{{{{readout}}}}/directions/{{bucket}}.h5",
-            bucket=concept_buckets(),
-        ),
+        similarity=out("similarity"),
+        directions=[out("directions", bucket=b) for b in concept_buckets()],
     output:
-        clusters=f"{TREE}/{{readout}}/clusters/{{variant}}/clusters.tsv",
-        silhouette=f"{TREE}/{{readout}}/clusters/{{variant}}/silhouette.tsv",
-        matrix=f"{TREE}/{{readout}}/clusters/{{variant}}/similarity.tsv",
+        clusters=out("clusters"),
+        silhouette=out("silhouette"),
+        matrix=out("clustered_matrix"),
     log:
         logfile("clusters", "readout", "variant"),
     benchmark:

@@ -186,3 +186,18 @@ def test_findings_is_the_first_table_and_filters_by_axis(tmp_path):
     assert res.findings("age")["value"].tolist() == ["young", "old"]
     with pytest.raises(StoreError, match="no axis 'wealth'"):
         res.findings("wealth")
+
+
+def test_any_registered_table_reads_by_its_key(tree):
+    """``Results.table`` reads every TSV of scalex.layout.OUTPUTS: an analysis added to the
+    registry needs no API code; a missing wildcard is named."""
+    res = Results(tree["out"], readout="prompt")
+    assert res.table("bias", name="gender").equals(
+        res.table("bias", readout="prompt", name="gender")
+    )
+    assert len(res.table("bias", name="gender")) > len(res.bias("gender"))  # every step
+    assert res.path("clusters", variant="raw") == tree["out"] / "prompt/clusters/raw/clusters.tsv"
+    with pytest.raises(TypeError, match="variant"):
+        res.path("clusters")
+    with pytest.raises(StoreError, match="not a table"):
+        res.table("similarity")

@@ -37,7 +37,14 @@ def test_defaults_filled(tmp_path):
     out = validate_config(cfg)
     assert cfg == _minimal(sheet), "the input must not be modified"
     assert out["results"] == "results"
-    assert out["model"] == {"id": "some/model", "revision": None, "variant": None, "family": "auto"}
+    assert out["model"] == {
+        "id": "some/model",
+        "revision": None,
+        "variant": None,
+        "family": "auto",
+        "allow_pickle": False,
+        "allow_custom_code": False,
+    }
     s = out["sampling"]
     assert s["steps"] == 4 and s["guidance_scale"] == 1.0 and s["branch"] == "cond"
     assert s["dtype"] == "float32" and s["device"] == "auto" and s["batch_size"] == 32

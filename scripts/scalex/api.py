@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scalex import layout
 from scalex.errors import StoreError
 from scalex.io import (
     ACTIVATIONS,
@@ -48,8 +49,25 @@ class Results:
         self.settings_hash = self.tree.name.rsplit("-", 1)[-1]
         self.readout = readout
 
-    def _r(self, readout: str | None) -> Path:
-        return self.tree / (readout or self.readout)
+    def path(self, key: str, **wildcards: Any) -> Path:
+        """The path of output ``key`` of :data:`scalex.layout.OUTPUTS` in this tree (``readout``
+        defaults to the tree's)."""
+        if "readout" in layout.fields(key):
+            wildcards["readout"] = wildcards.get("readout") or self.readout
+        missing = [f for f in layout.fields(key) if f not in wildcards]
+        if missing:
+            raise TypeError(f"output {key!r} needs {', '.join(missing)}")
+        return Path(layout.path(key, self.tree, **wildcards))
+
+    def table(self, key: str, **wildcards: Any) -> pd.DataFrame:
+        """Any TSV output of the tree by its registry key (``res.table("bias", name="gender")``):
+        an analysis added to :data:`scalex.layout.OUTPUTS` is readable here with no other code."""
+        path = self.path(key, **wildcards)
+        if path.suffix != ".tsv":
+            raise StoreError(f"{path}: output {key!r} is not a table")
+        if not path.is_file():
+            raise StoreError(f"{path}: not produced yet (run the workflow target that makes it)")
+        return pd.read_csv(path, sep="\t")
 
     @classmethod
     def from_config(cls, *configfiles: str | Path, workdir: str | Path | None = None) -> Results:
@@ -76,50 +94,41 @@ class Results:
         count, the text control's share beside it, and whether the text encoder alone gives the
         same majority (``findings/findings.tsv``; the content readout's per-sample vote, the
         reading validated image by image on the reference worlds)."""
-        path = self.tree / "findings" / "findings.tsv"
-        if not path.is_file():
-            raise StoreError(f"{path}: not produced yet (run the workflow's default target)")
-        table = pd.read_csv(path, sep="\t")
+        path = self.path("findings")
+        table = self.table("findings")
         if axis is not None:
             if axis not in set(table["axis"]):
                 raise StoreError(f"{path}: no axis {axis!r} (axes: {sorted(set(table['axis']))})")
             table = table[table["axis"] == axis].reset_index(drop=True)
         return table
 
-    def _tsv(self, readout: str | None, *parts: str) -> pd.DataFrame:
-        path = self._r(readout).joinpath(*parts)
-        if not path.is_file():
-            raise StoreError(f"{path}: not produced yet (run the workflow target that makes it)")
-        return pd.read_csv(path, sep="\t")
-
     def bias(self, name: str, step: str | int = "all", readout: str | None = None) -> pd.DataFrame:
         """Defaults analysis ``name``: the published SCALEX cosine score and its CI per concept at
         one step ("all" = pooled). A score, not a share: :meth:`findings` gives the shares."""
-        table = self._tsv(readout, "analysis", "defaults", name, "bias.tsv")
+        table = self.table("bias", readout=readout, name=name)
         return table[table["step"].astype(str) == str(step)].reset_index(drop=True)
 
     def bias_profile(self, name: str, readout: str | None = None) -> pd.DataFrame:
         """Bias score per concept (rows) and denoising step (columns)."""
-        table = self._tsv(readout, "analysis", "defaults", name, "bias.tsv")
+        table = self.table("bias", readout=readout, name=name)
         per_step = table[table["step"].astype(str) != "all"]
         return per_step.pivot(index="concept", columns="step", values="score")
 
     def descriptors(self, readout: str | None = None) -> pd.DataFrame:
-        return self._tsv(readout, "analysis", "descriptors", "descriptors.tsv")
+        return self.table("descriptors", readout=readout)
 
     def discovery(self, vocabulary: str, readout: str | None = None) -> pd.DataFrame:
-        return self._tsv(readout, "analysis", "discovery", vocabulary, "discovery.tsv")
+        return self.table("discovery", readout=readout, vocab=vocabulary)
 
     def clusters(self, variant: str = "raw", readout: str | None = None) -> pd.DataFrame:
         """Cluster labels: ``raw`` directions or after the declared ``axes_removed``."""
-        return self._tsv(readout, "clusters", variant, "clusters.tsv")
+        return self.table("clusters", readout=readout, variant=variant)
 
     def similarity(self, step: int | None = None, readout: str | None = None) -> pd.DataFrame:
         """Cosine similarity of concept directions, aggregated or at one kept step index."""
         from scalex.vectors import cosine_matrix
 
-        path = self._r(readout) / "similarity" / "similarity.h5"
-        sim = read_similarity(path, self.settings_hash)
+        sim = read_similarity(self.path("similarity", readout=readout), self.settings_hash)
         if sim["aggregate"] is not None:
             matrix = sim["aggregate"] if step is None else sim["per_step"][step]
             return pd.DataFrame(matrix, index=sim["ids"], columns=sim["ids"])
@@ -132,7 +141,7 @@ class Results:
 
     def neighbours(self, readout: str | None = None) -> pd.DataFrame:
         """Each concept's nearest concepts by cosine (concept, rank, neighbour, cosine)."""
-        return self._tsv(readout, "similarity", "neighbours.tsv")
+        return self.table("neighbours", readout=readout)
 
     def directions(self, readout: str | None = None) -> pd.DataFrame:
         """Aggregate unit directions, one row per concept, with set and split-half stability."""
@@ -146,18 +155,16 @@ class Results:
         """The direction files of the finished run, from the manifest that the similarity step
         writes: a file left in the folder by an earlier bucket layout (whose concepts may since
         have been removed) is not listed."""
-        path = self._r(readout) / "similarity" / "similarity.h5"
+        path = self.path("similarity", readout=readout)
         with open_checked(path, SIMILARITY, self.settings_hash) as f:
             names = [str(n) for n in f.attrs["direction_files"]]
-        return [self._r(readout) / "directions" / name for name in names]
+        return [self.path("directions", readout=readout, bucket=Path(n).stem) for n in names]
 
     # -- activations ----------------------------------------------------------------------------
     def shards(self) -> list[Path]:
         """The activation shards of the finished run (the manifest's buckets and the baseline)."""
-        from scalex.concepts import BASELINE_ID
-
-        names = [p.name for p in self.direction_files()] + [f"{BASELINE_ID}.h5"]
-        return [self.tree / "activations" / name for name in names]
+        buckets = [p.stem for p in self.direction_files()] + [layout.BASELINE]
+        return [self.path("activations", bucket=b) for b in buckets]
 
     def settings(self) -> dict[str, Any]:
         """The extraction settings recorded in the shards."""

@@ -27,11 +27,12 @@ from scalex.config import (
     load_schema,
     seeds,
 )
+from scalex.layout import BASELINE
 from scalex.templates import baseline_prompts, expand
 
 #: a concept id (the schema's ``id`` pattern): path-safe, since it names files
 ID_PATTERN = re.compile(load_schema("concepts")["properties"]["id"]["pattern"])
-BASELINE_ID = "baseline"
+BASELINE_ID = BASELINE
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ import torch
 from scalex.errors import ExtractionError
 from scalex.families import adapter_class
 from scalex.hooks import Trace
+from scalex.layout import READOUTS, TEXT_TAP
 from scalex.models import DTYPES, noise_source, resolve_device, seed_generators
 
 log = logging.getLogger(__name__)
@@ -80,11 +81,6 @@ class SamplingSettings:
                 f"0..{self.steps - 1}"
             )
         return kept
-
-
-READOUTS = ("prompt", "content", "text")
-#: the pseudo-tap under which the text readout is stored
-TEXT_TAP = "text_encoder"
 
 
 @dataclass

@@ -21,6 +21,7 @@ import numpy as np
 
 from scalex.config import canonical_json
 from scalex.errors import ConfigError, StoreError
+from scalex.layout import TEXT, TEXT_TAP
 from scalex.provenance import code_version
 
 if TYPE_CHECKING:
@@ -220,8 +221,8 @@ def read_activations(
 
     The text readout has a single tap (``text_encoder``) whatever ``tap`` says.
     """
-    if readout == "text":
-        tap = "text_encoder"
+    if readout == TEXT:
+        tap = TEXT_TAP
     key = f"concepts/{concept_id}/{readout}/{tap}/{kind}"
     if key not in f:
         raise StoreError(

@@ -1,4 +1,4 @@
-"""The readouts' names, and which one each kind of result is read from.
+"""Which readout each kind of result is read from (the names: :mod:`scalex.layout`).
 
 A light module (no numpy, no torch): the workflow imports it while it is parsed.
 """
@@ -7,13 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-#: H-space under the sample's own prompt: the published SCALEX readout.
-PROMPT = "prompt"
-#: The same trajectory read under one fixed text: what the latent holds.
-CONTENT = "content"
-#: The text encoder's states alone, no diffusion model: the control.
-TEXT = "text"
-ALL = (PROMPT, CONTENT, TEXT)
+from scalex.layout import CONTENT, PROMPT, READOUTS, TEXT
+
+__all__ = ["ALL", "CONTENT", "CONTROL", "PROMPT", "PUBLISHED", "TEXT", "VALIDATED"]
+#: every readout (their names live in :mod:`scalex.layout`)
+ALL = READOUTS
 
 #: The readout whose per-sample votes are validated as per-image estimates
 #: (docs/validation.md, deviations 5 and 6).

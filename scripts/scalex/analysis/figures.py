@@ -26,6 +26,7 @@ from matplotlib.transforms import ScaledTranslation
 from scipy.cluster import hierarchy
 
 from scalex.analysis.defaults import correlate_with_reference, normalise_name
+from scalex.layout import AXES_REMOVED, RAW
 
 #: Okabe-Ito colours (black last), safe for the common colour-vision deficiencies.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
@@ -40,7 +41,7 @@ SEQUENTIAL = "cividis"
 SCALEX_SCORE = "published SCALEX score (cosine; not validated as a share)"
 UNRESOLVED_HATCH = "////"
 #: What each clustering variant holds, for the titles.
-VARIANTS = {"raw": "raw", "axes_removed": "axes_removed (identity axes projected out)"}
+VARIANTS = {RAW: RAW, AXES_REMOVED: f"{AXES_REMOVED} (identity axes projected out)"}
 
 
 #: Resolution of the saved PNGs; labels are placed at it, as text extents vary with the dpi.

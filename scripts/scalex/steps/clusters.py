@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from scalex.io import atomic_text, read_directions, read_similarity, write_full_tsv
+from scalex.layout import AXES_REMOVED
 from scalex.rulekit import run_rule
 from scalex.similarity import cluster_with_null, remove_axes
 from scalex.vectors import cosine_matrix
@@ -98,7 +99,7 @@ def main(smk: Any) -> None:
             method=opts["linkage"],
             k_min=opts["k_min"],
             k_max=None if opts["k_max"] == "auto" else opts["k_max"],
-            remove=opts["remove_axes"] if smk.wildcards.variant == "axes_removed" else [],
+            remove=opts["remove_axes"] if smk.wildcards.variant == AXES_REMOVED else [],
             null_permutations=opts["null_permutations"],
             null_alpha=opts["null_alpha"],
             direction_files=smk.input.directions,
@@ -118,6 +119,6 @@ def _scope(smk: Any, opts: dict[str, Any]) -> dict[str, Any]:
         ids, sets = read_strings(f["ids"]), read_strings(f["sets"])
     wanted = opts["sets"]
     concepts = [c for c, s in zip(ids, sets, strict=True) if wanted is None or s in wanted]
-    if smk.wildcards.variant == "axes_removed":
+    if smk.wildcards.variant == AXES_REMOVED:
         concepts += [c for pair in opts["remove_axes"] for c in pair]
     return {"similarity": {"datasets": ["ids", "sets"]}, "directions": concepts}
