@@ -35,6 +35,10 @@ def test_detect_family(tiny_models, tiny_pipes, family):
     )
     assert info.model_id == folder
     assert info.sample_size == 8 and info.vae_scale_factor == 2
+    # one detection: the extractor's adapter follows the architecture detect_family reports
+    from scalex.families import ADAPTERS, FamilyAdapter, adapter_class
+
+    assert adapter_class(pipe) is ADAPTERS.get(info.architecture, FamilyAdapter)
     assert pipe.unet.device.type == "cpu" and pipe.unet.dtype == torch.float32
     assert not pipe.unet.training
     assert not any(p.requires_grad for p in pipe.unet.parameters())

@@ -3,7 +3,8 @@
 In the manner of diffusers' ``modular_pipelines``: the denoising loop is shared, and a family
 supplies only its text conditioning (one text encoder, or SDXL's two with a pooled embedding),
 its added conditions (SDXL's size and crop ids) and its timestep conditioning (the guidance
-embedding of LCM-distilled UNets). Adding a family is adding an adapter here.
+embedding of LCM-distilled UNets). Adding a family is adding an adapter here, its detection in
+:func:`architecture` and its name in the schema's ``model.family`` enum.
 """
 
 from __future__ import annotations
@@ -141,8 +142,39 @@ class StableDiffusionXLAdapter(FamilyAdapter):
         return {"text_embeds": pooled, "time_ids": time_ids.repeat(len(encoded), 1)}
 
 
-def adapter_class(pipe: Any) -> type[FamilyAdapter]:
-    """The adapter of a loaded pipeline: SDXL when it has a second text encoder."""
-    if getattr(pipe, "text_encoder_2", None) is not None:
-        return StableDiffusionXLAdapter
-    return FamilyAdapter
+#: The adapter of each architecture; a family not listed (a loader's own) uses the base one.
+ADAPTERS: dict[str, type[FamilyAdapter]] = {
+    "sd1": FamilyAdapter,
+    "sd2": FamilyAdapter,
+    "sdxl": StableDiffusionXLAdapter,
+}
+#: Families that take guidance distillation (LCM) on top of their architecture.
+DISTILLABLE = ("sd1", "sd2", "sdxl")
+
+
+def architecture(pipe: Any, loader_family: str | None = None) -> str:
+    """The one family detection: SDXL by its second text encoder, else the family a model loader
+    names (``reference``), else SD 2.x by its linear projections or 1024-wide cross-attention,
+    else SD 1.x."""
+    unet_cfg = pipe.unet.config
+    if getattr(pipe, "text_encoder_2", None) is not None or "XL" in type(pipe).__name__:
+        return "sdxl"
+    if loader_family:
+        return loader_family
+    if unet_cfg.get("use_linear_projection") or unet_cfg.get("cross_attention_dim") == 1024:
+        return "sd2"
+    return "sd1"
+
+
+def family(pipe: Any, arch: str) -> str:
+    """``lcm`` for a guidance-distilled UNet (``time_cond_proj_dim``) or an ``LCMScheduler`` on
+    a distillable architecture, else the architecture itself."""
+    distilled = pipe.unet.config.get("time_cond_proj_dim") is not None or (
+        type(pipe.scheduler).__name__ == "LCMScheduler"
+    )
+    return "lcm" if distilled and arch in DISTILLABLE else arch
+
+
+def adapter_class(pipe: Any, arch: str | None = None) -> type[FamilyAdapter]:
+    """The adapter of a loaded pipeline's architecture (:func:`architecture`)."""
+    return ADAPTERS.get(arch or architecture(pipe), FamilyAdapter)

@@ -9,6 +9,7 @@ torch): the workflow asks for the ground truth when it is parsed.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,9 @@ from scalex.config import check_model_source
 LOADER_GROUP = "scalex.model_loaders"
 
 
-def model_loaders() -> list[Any]:
-    """The installed model loaders, in entry-point name order.
+@functools.cache
+def model_loaders() -> tuple[Any, ...]:
+    """The installed model loaders, in entry-point name order (read once per process).
 
     Every distribution on the path is read, not only the first of each name: a stale
     ``*.egg-info`` left next to the sources by an older install would otherwise hide the
@@ -33,7 +35,7 @@ def model_loaders() -> list[Any]:
         for ep in dist.entry_points
         if ep.group == LOADER_GROUP
     }
-    return [found[key].load() for key in sorted(found)]
+    return tuple(found[key].load() for key in sorted(found))
 
 
 def loader_for(folder: Path | None) -> Any | None:

@@ -144,29 +144,20 @@ def detect_family(pipe, model_id: str = "") -> ModelInfo:
     LCM is recognised by a guidance-embedding UNet (``time_cond_proj_dim``) or an ``LCMScheduler``;
     its ``architecture`` then says whether it is SD 1.x/2.x- or SDXL-shaped.
     """
-    unet_cfg = pipe.unet.config
+    from scalex.families import architecture, family
+
     folder = check_model_source(model_id) if model_id else None
-    if getattr(pipe, "text_encoder_2", None) is not None or "XL" in type(pipe).__name__:
-        arch = "sdxl"
-    elif (loader := loader_for(folder)) is not None:
-        arch = loader.family
-    elif unet_cfg.get("use_linear_projection") or unet_cfg.get("cross_attention_dim") == 1024:
-        arch = "sd2"
-    else:
-        arch = "sd1"
-    is_lcm = unet_cfg.get("time_cond_proj_dim") is not None or (
-        type(pipe.scheduler).__name__ == "LCMScheduler"
-    )
-    family = "lcm" if is_lcm and arch in ("sd1", "sd2", "sdxl") else arch
+    loader = loader_for(folder)
+    arch = architecture(pipe, loader.family if loader is not None else None)
     vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1) if pipe.vae is not None else 8
     return ModelInfo(
         model_id=model_id,
         revision=None,
-        family=family,
+        family=family(pipe, arch),
         architecture=arch,
         pipeline_class=type(pipe).__name__,
         prediction_type=pipe.scheduler.config.get("prediction_type", "epsilon"),
-        sample_size=int(unet_cfg.sample_size),
+        sample_size=int(pipe.unet.config.sample_size),
         vae_scale_factor=vae_scale,
     )
 
