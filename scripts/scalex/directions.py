@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from scalex.errors import DirectionError
-from scalex.vectors import EPS, unit
+from scalex.vectors import cosine, unit
 
 
 def flatten_features(acts: np.ndarray) -> np.ndarray:
@@ -49,8 +49,10 @@ def split_half_stability(diffs: np.ndarray) -> float:
         return float("nan")
     a = diffs[:, 0::2].mean(axis=(0, 1, 2))
     b = diffs[:, 1::2].mean(axis=(0, 1, 2))
-    denom = np.linalg.norm(a) * np.linalg.norm(b)
-    return float(a @ b / denom) if denom > EPS else float("nan")
+    try:
+        return float(cosine(a, b))
+    except DirectionError:  # a half with no direction: no stability to report
+        return float("nan")
 
 
 def concept_direction(diffs: np.ndarray, concept_id: str = "concept") -> ConceptDirection:

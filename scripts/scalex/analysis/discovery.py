@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from scalex.vectors import unit
+
 DISCOVERY_COLUMNS = ["query", "end", "rank", "name", "index", "cosine"]
 
 #: Default bytes of vocabulary rows read and multiplied at once.
@@ -65,11 +67,7 @@ def rank_vocabulary(
     are skipped. Returns a DataFrame with columns ``query, end ("top"/"bottom"), rank, name,
     index, cosine``; ``rank`` 1 is the most (top) or least (bottom) aligned prompt.
     """
-    q = np.atleast_2d(np.asarray(queries, dtype=np.float32))
-    qnorm = np.linalg.norm(q, axis=1)
-    if np.any(qnorm == 0):
-        raise ValueError("a query direction is the zero vector")
-    q = q / qnorm[:, None]
+    q = unit(np.atleast_2d(np.asarray(queries, dtype=np.float32)), what="a query direction")
     n_q, dim = q.shape
     if query_names is None:
         query_names = [f"query{i}" for i in range(n_q)]
@@ -84,10 +82,9 @@ def rank_vocabulary(
     start = 0
     for chunk in _row_chunks(latents, dim, chunk_bytes):
         n = chunk.shape[0]
-        norms = np.linalg.norm(chunk, axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            sims = (q @ chunk.T) / norms[None, :]  # (Q, n)
-        ok = norms > 0
+        rows = unit(chunk, zero="keep")  # a zero row has no direction: skipped below
+        sims = q @ rows.T  # (Q, n)
+        ok = np.any(rows != 0, axis=1)
         index = np.arange(start, start + n)[ok]
         sims = sims[:, ok]
         top_v, top_i = _merge(top_v, top_i, sims, index, k)

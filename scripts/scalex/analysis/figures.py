@@ -27,6 +27,7 @@ from scipy.cluster import hierarchy
 
 from scalex.analysis.defaults import correlate_with_reference, normalise_name
 from scalex.layout import AXES_REMOVED, RAW
+from scalex.vectors import cosine_matrix
 
 #: Okabe-Ito colours (black last), safe for the common colour-vision deficiencies.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
@@ -658,8 +659,7 @@ def concept_map_figure(
         if similarity is None:
             if directions is None:
                 raise ValueError("concept_map needs a similarity matrix or directions")
-            u = directions / np.linalg.norm(directions, axis=1, keepdims=True)
-            similarity = u @ u.T
+            similarity = cosine_matrix(directions)
         coords = classical_mds(1.0 - np.asarray(similarity, dtype=float))
         xlabel, ylabel = "MDS 1", "MDS 2"
     elif method == "pca":
