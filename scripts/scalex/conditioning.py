@@ -295,22 +295,6 @@ class ConditioningJob:
     tap: str = "mid_block"
     runtime: Mapping[str, Any] = field(default_factory=dict)
 
-    @classmethod
-    def from_job(cls, smk: Any) -> ConditioningJob:
-        """From a rule job: ``input.directions`` and the settings, spec and tap params."""
-        import json
-
-        from scalex.config import runtime_options
-
-        return cls(
-            direction_files=list(smk.input.directions),
-            settings=json.loads(smk.params.settings),
-            settings_hash=smk.params.settings_hash,
-            spec=json.loads(smk.params.spec),
-            tap=smk.params.tap,
-            runtime=runtime_options(smk.config),
-        )
-
     def direction(self) -> tuple[np.ndarray, float]:
         """:func:`combined_direction` of the spec, read from the run's direction files."""
         from scalex.io import read_directions

@@ -98,16 +98,3 @@ def _seed_positions(have: Sequence[int], wanted: Sequence[int], path: str | Path
     if missing:
         raise ConfigError(f"{path}: has no samples for seeds {missing[:10]}")
     return [list(have).index(s) for s in wanted]
-
-
-def load_job_diffs(smk: Any) -> dict[str, Any]:
-    """:func:`load_concept_diffs` of what a rule job names: ``input.shards``,
-    ``input.baseline`` and the ``concepts``, ``settings_hash``, ``tap`` and ``space`` params."""
-    return load_concept_diffs(
-        locate_concepts(smk.input.shards, smk.params.concepts),
-        smk.input.baseline,
-        smk.params.settings_hash,
-        smk.params.tap,
-        smk.params.space,
-        readout=smk.wildcards.readout,
-    )

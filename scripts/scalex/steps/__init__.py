@@ -22,4 +22,7 @@ readouts_summary    :mod:`scalex.steps.readouts_summary`
 steering            :mod:`scalex.steps.steering`
 projection          :mod:`scalex.steps.projection`
 ==================  =======================================
+
+:mod:`scalex.steps.jobs` unpacks what several rules' jobs share, so the core modules never see
+the job object.
 """

@@ -11,10 +11,10 @@ from typing import Any
 
 import pandas as pd
 
-from scalex.differences import load_job_diffs
 from scalex.errors import ConfigError
 from scalex.io import placeholder_figure, write_tsv
 from scalex.rulekit import run_rule
+from scalex.steps.jobs import job_diffs
 
 
 def run(
@@ -77,7 +77,7 @@ def run(
 def main(smk: Any) -> None:
     def work() -> None:
         spec = json.loads(smk.params.spec)
-        data = load_job_diffs(smk)
+        data = job_diffs(smk)
         run(
             data,
             [c for c in smk.params.concepts if c not in spec["pair"]],

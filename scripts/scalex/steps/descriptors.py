@@ -10,9 +10,9 @@ from typing import Any
 
 import pandas as pd
 
-from scalex.differences import load_job_diffs
 from scalex.io import write_tsv
 from scalex.rulekit import run_rule
+from scalex.steps.jobs import job_diffs
 
 
 def run(
@@ -80,7 +80,7 @@ def descriptor_slug(value: str) -> str:
 
 def main(smk: Any) -> None:
     def work() -> None:
-        data = load_job_diffs(smk)
+        data = job_diffs(smk)
         run(
             data,
             smk.params.targets,

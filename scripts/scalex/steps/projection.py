@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from scalex.io import read_labelled_images, write_tsv
 from scalex.rulekit import run_rule
+from scalex.steps.jobs import conditioning_job
 
 if TYPE_CHECKING:  # torch is imported by the work only, not when a job memo is restored
     from scalex.conditioning import ConditioningJob
@@ -80,10 +81,8 @@ def main(smk: Any) -> None:
     spec = json.loads(smk.params.spec)
 
     def work() -> None:
-        from scalex.conditioning import ConditioningJob
-
         run(
-            ConditioningJob.from_job(smk),
+            conditioning_job(smk),
             smk.params.images_dir,
             smk.input.labels,
             smk.output.scores,

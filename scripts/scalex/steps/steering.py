@@ -16,6 +16,7 @@ import numpy as np
 
 from scalex.io import write_npz
 from scalex.rulekit import run_rule
+from scalex.steps.jobs import conditioning_job
 
 if TYPE_CHECKING:  # torch is imported by the work only, not when a job memo is restored
     from scalex.conditioning import ConditioningJob
@@ -117,9 +118,7 @@ def main(smk: Any) -> None:
     spec = json.loads(smk.params.spec)
 
     def work() -> None:
-        from scalex.conditioning import ConditioningJob
-
-        run(ConditioningJob.from_job(smk), smk.output.grid, smk.output.images)
+        run(conditioning_job(smk), smk.output.grid, smk.output.images)
 
     run_rule(
         smk,
