@@ -219,3 +219,29 @@ def test_code_version_changes_with_any_module(tmp_path, monkeypatch):
         assert provenance.code_version() != before
     finally:
         provenance.code_version.cache_clear()
+
+
+def test_non_finite_data_is_refused_when_written(tmp_path):
+    """NaN never reaches a file: the writer refuses it, naming the file and dataset, and writes
+    nothing; a failed job's error says which earlier outputs Snakemake removed."""
+    from types import SimpleNamespace
+
+    from scalex.io import StoreError, write_directions, write_similarity
+    from scalex.rulekit import _removed_note
+
+    good = np.ones((2, 3), dtype=np.float32)
+    bad = good.copy()
+    bad[1, 2] = np.nan
+    row = {"set": "s", "split_half": 1.0, "n_prompts": 1, "n_seeds": 2}
+    out = tmp_path / "b0000.h5"
+    with pytest.raises(StoreError, match=r"b0000.h5.*concepts/doc/mean_diff"):
+        write_directions(out, {}, {"doc": row | {"per_step": good, "aggregate": good[0],
+                                                 "mean_diff": bad}})  # fmt: skip
+    assert not out.exists()
+    sim = tmp_path / "similarity.h5"
+    with pytest.raises(StoreError, match="aggregate"):
+        write_similarity(sim, {}, ["a"], ["s"], np.ones(1), np.zeros((1, 0)), np.zeros((1, 0)),
+                         matrices=(np.full((1, 1), np.inf), np.ones((2, 1, 1))))  # fmt: skip
+    assert not sim.exists()
+    note = _removed_note(SimpleNamespace(output=["t/prompt/similarity/similarity.h5"]))
+    assert "removed this job's earlier outputs" in note and "similarity.h5" in note

@@ -336,6 +336,21 @@ def test_runtime_options_rerun_nothing(family_run, tmp_path):
     assert planned_jobs(proc.stdout) == set(), proc.stdout
 
 
+def test_a_matrix_no_longer_written_is_removed(family_run, tmp_path):
+    """``similarity.full_matrices: never`` after a run that wrote the matrices: the similarity
+    jobs rerun and remove the earlier ``similarity.tsv``, which would pass for this run's."""
+    src, _ = family_run("sd1")
+    workdir = tmp_path / "run"
+    config = _copy_run(src, workdir, CONCEPT_ROWS, similarity={"full_matrices": "never"})
+    tree = tree_of(config)
+    stale = [workdir / tree / r / "similarity" / "similarity.tsv" for r in READOUTS]
+    assert all(p.is_file() for p in stale)
+    targets = [f"{tree}/{r}/similarity/neighbours.tsv" for r in READOUTS]
+    proc = snakemake(workdir, config, targets=targets)
+    assert not [p for p in stale if p.exists()], proc.stderr[-2000:]
+    assert all((p.parent / "neighbours.tsv").is_file() for p in stale)
+
+
 def _extract_threads(output: str) -> dict[str, int]:
     """Bucket -> threads of each extract job a dry run lists (Snakemake omits ``threads: 1``)."""
     found = {}

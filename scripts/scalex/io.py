@@ -450,11 +450,21 @@ SIMILARITY = "scalex.similarity"
 DIRECTION_FIELDS = ("per_step", "aggregate", "mean_diff")
 
 
+def check_finite_data(out: str | Path, name: str, data: Any) -> None:
+    """Refuse to write NaN or infinity: data is checked when written, so a later reader never
+    meets it (a reader still checks, for files damaged since)."""
+    if not np.isfinite(np.asarray(data, dtype=np.float64)).all():
+        raise StoreError(f"{out}: refusing to write {name}: it holds NaN or infinite values")
+
+
 def write_directions(
     out: str | Path, attrs: dict[str, Any], directions: dict[str, dict[str, Any]]
 ) -> None:
     """A directions file: per concept its set, split-half stability, counts and the
     ``per_step`` (T, D), ``aggregate`` (D,) and ``mean_diff`` (T, D) arrays."""
+    for cid, d in directions.items():
+        for name in DIRECTION_FIELDS:
+            check_finite_data(out, f"concepts/{cid}/{name}", d[name])
     with atomic_h5(out, DIRECTIONS, attrs | {"concepts": list(directions)}) as f:
         for cid, d in directions.items():
             g = f.create_group(f"concepts/{cid}")
@@ -476,6 +486,9 @@ def write_similarity(
 ) -> None:
     """A similarity file: ids, sets, stability, nearest neighbours and, when given, the
     ``aggregate`` (N, N) and ``per_step`` (T, N, N) cosine matrices."""
+    check_finite_data(out, "neighbour_cosines", neighbour_cosines)
+    for name, matrix in zip(("aggregate", "per_step"), matrices or (), strict=False):
+        check_finite_data(out, name, matrix)
     with atomic_h5(out, SIMILARITY, attrs | {"matrices": matrices is not None}) as f:
         write_strings(f, "ids", ids)
         write_strings(f, "sets", sets)

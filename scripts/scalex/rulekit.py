@@ -75,7 +75,7 @@ def run_rule(
     try:
         result = work()
     except EXPECTED as err:
-        log.error("%s failed: %s", smk.rule, err)
+        log.error("%s failed: %s%s", smk.rule, err, _removed_note(smk))
         raise SystemExit(1) from None
     if job_memo is not None:
         job_memo.keep()
@@ -86,6 +86,19 @@ def run_rule(
         started_up,
     )
     return result
+
+
+def _removed_note(smk: Any) -> str:
+    """What Snakemake deleted before the job started: a failed job's earlier outputs are gone
+    (the job memo under ``reuse/jobs/`` restores them once the input is fixed)."""
+    outputs = [str(p) for p in getattr(smk, "output", [])]
+    if not outputs:
+        return ""
+    shown = ", ".join(outputs[:4]) + (f" and {len(outputs) - 4} more" if len(outputs) > 4 else "")
+    return (
+        f" (Snakemake removed this job's earlier outputs before it started: {shown}; a rerun "
+        "after the fix restores or recomputes them)"
+    )
 
 
 def _job_memo(smk: Any, scope: dict[str, Any] | None):

@@ -4,6 +4,7 @@ aggregated. Memory stays linear in the number of concepts without them."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,28 @@ def run(
         write_full_tsv(frame, out_tsv)
 
 
+def remove_stale_matrix(out_h5: str | Path) -> Path | None:
+    """With ``similarity.full_matrices`` off, remove the ``similarity.tsv`` an earlier run wrote
+    beside ``out_h5``: left behind, it would pass for this run's matrix. Returns what it removed.
+    """
+    from scalex.layout import OUTPUTS
+
+    stale = Path(out_h5).with_name(Path(OUTPUTS["similarity_table"].template).name)
+    if not stale.exists():
+        return None
+    stale.unlink()
+    return stale
+
+
 def main(smk: Any) -> None:
+    # before the job memo, which may restore the other outputs without running the work
+    removed = None if smk.output.get("tsv") else remove_stale_matrix(smk.output.h5)
+    if removed is not None:
+        print(
+            f"removed {removed}: similarity.full_matrices no longer writes it (never, or auto "
+            "above max_full_concepts)",
+            file=sys.stderr,
+        )
     run_rule(
         smk,
         lambda: run(
