@@ -115,16 +115,18 @@ def out(key, **wildcards):
     return layout.path(key, TREE, **wildcards)
 
 
-def logfile(rule, *wildcards):
-    """The one log path convention: ``<tree>/logs/<rule>/<wildcard values joined by ->.log``."""
+def logfile(rule, *wildcards, root=None):
+    """The one log path convention: ``<tree>/logs/<rule>/<wildcard values joined by ->.log``
+    (``root``: a rule that belongs to no results tree, e.g. a world's training, logs under it).
+    """
     job = "-".join(f"{{{w}}}" for w in wildcards) or rule
-    return out("log", rule=rule, job=job)
+    return layout.path("log", TREE if root is None else root, rule=rule, job=job)
 
 
-def benchfile(rule, *wildcards):
+def benchfile(rule, *wildcards, root=None):
     """The benchmark path next to :func:`logfile`'s: ``<tree>/benchmarks/<rule>/...tsv``."""
     job = "-".join(f"{{{w}}}" for w in wildcards) or rule
-    return out("benchmark", rule=rule, job=job)
+    return layout.path("benchmark", TREE if root is None else root, rule=rule, job=job)
 
 
 def bucket_spec(wildcards):

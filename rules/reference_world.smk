@@ -6,6 +6,9 @@
 # (arbitrary mtimes) never retrains or re-evaluates; `--forcerun train_world` retrains.
 
 
+from scalex_refworld import GENDER_DEFAULTS
+
+
 rule train_world:
     """Train a world's model from its table (20-30 minutes on a 2-core CPU)."""
     input:
@@ -14,9 +17,9 @@ rule train_world:
         unet="resources/worlds/{world}/model/unet/diffusion_pytorch_model.safetensors",
         marker="resources/worlds/{world}/model/scalex_reference.json",
     log:
-        "logs/train_world/{world}.log",
+        logfile("train_world", "world", root=""),
     benchmark:
-        "benchmarks/train_world/{world}.tsv"
+        benchfile("train_world", "world", root="")
     conda:
         "../envs/cpu.yaml"
     # float reductions depend on the thread count: keep it to reproduce the committed weights
@@ -38,9 +41,9 @@ rule evaluate_world:
         rates="resources/worlds/{world}/evaluation/rates.tsv",
         summary="resources/worlds/{world}/evaluation/summary.json",
     log:
-        "logs/evaluate_world/{world}.log",
+        logfile("evaluate_world", "world", root=""),
     benchmark:
-        "benchmarks/evaluate_world/{world}.tsv"
+        benchfile("evaluate_world", "world", root="")
     conda:
         "../envs/cpu.yaml"
     threads: 1
@@ -53,7 +56,9 @@ rule evaluate_world:
 # planted table and the rates its model realises ------------------------------------------------
 #: The model has ground truth and the analyses that validation reads are configured.
 VALIDATION = (
-    GROUND_TRUTH is not None and "gender" in ANALYSIS["defaults"] and descriptors_on()
+    GROUND_TRUTH is not None
+    and GENDER_DEFAULTS in ANALYSIS["defaults"]
+    and descriptors_on()
 )
 
 
@@ -84,7 +89,7 @@ rule validate_reference:
     input:
         sample_votes=out("sample_votes"),
         sample_images=out("sample_images"),
-        bias=out("bias", name="gender"),
+        bias=out("bias", name=GENDER_DEFAULTS),
         clusters=out("clusters", variant=DECLARED_VARIANT),
         raw_clusters=out("clusters", variant=layout.RAW),
         top=out("top_descriptors"),

@@ -4,7 +4,7 @@ prompt files, tables, images. Atomic writes, a documented layout and checks on e
 Every file is written under a temporary name and renamed into place only after its last byte and
 the ``complete`` attribute are on disk, so a killed job never leaves a file that looks finished.
 Every reader checks the format, the ``complete`` flag and the settings hash, so a step never mixes
-inputs from different models or settings. The layout is described in the README ("HDF5 format").
+inputs from different models or settings. The layout is described in docs/design.md ("HDF5 format").
 """
 
 from __future__ import annotations

@@ -4,3 +4,7 @@
 ``train`` builds the diffusers pipeline, ``pipeline`` loads it, ``evaluate`` checks it against
 the planted table. See README.md in this folder.
 """
+
+#: The defaults analysis (a key of ``analysis.defaults``) whose scores the ground-truth check
+#: compares with the world's planted share of women (``rules/reference_world.smk``).
+GENDER_DEFAULTS = "gender"
