@@ -205,7 +205,7 @@ def sides(
         "width": size,
     }
     base = {"steps": steps, "guidance_scale": guidance, "dtype": dtype, "device": device,
-            "height": size, "width": size}  # fmt: skip
+            "height": size, "width": size, "readouts": ("prompt",)}  # fmt: skip
     out: dict[str, tuple[Side, int]] = {
         "stock-per-sample": (lambda s: stock(pipe, s, common, 1), steps),
     }

@@ -155,7 +155,7 @@ def pooled(pipe, samples, *, steps, dtype, device, size, batch, guidance=1.0, ke
 
     st = SamplingSettings(steps=steps, guidance_scale=guidance, dtype=dtype, device=device,
                           height=size, width=size, batch_size=batch, keep_steps=keep,
-                          store=(kind,))  # fmt: skip
+                          store=(kind,), readouts=("prompt",))  # fmt: skip
     ex = HSpaceExtractor(pipe, st)
     out = ex.run(samples, progress=False).data["mid_block"][kind]
     return out.astype(np.float32), ex.batch_size_used

@@ -29,6 +29,7 @@ SAMPLES = [
 
 def _settings(family, **kw):
     base = {"steps": 3, "guidance_scale": GUIDANCE[family], "device": "cpu", "batch_size": 8}
+    base["readouts"] = ("prompt",)  # the published readout, what the stock pipeline's hook sees
     return SamplingSettings(**(base | kw))
 
 
@@ -358,10 +359,10 @@ def test_out_of_memory_lowers_the_batch_and_keeps_every_sample(tiny_pipes, monke
 
     pipe = tiny_pipes("sd1")
     samples = [(f"a photo of a thing{i % 3}", i) for i in range(11)]
-    reference = HSpaceExtractor(pipe, SamplingSettings(steps=3, batch_size=1)).run(
-        samples, progress=False
-    )
-    extractor = HSpaceExtractor(pipe, SamplingSettings(steps=3, batch_size=8))
+    reference = HSpaceExtractor(
+        pipe, SamplingSettings(steps=3, batch_size=1, readouts=("prompt",))
+    ).run(samples, progress=False)
+    extractor = HSpaceExtractor(pipe, SamplingSettings(steps=3, batch_size=8, readouts=("prompt",)))
     real = extractor.run_batch
     seen: list[int] = []
 
@@ -384,7 +385,9 @@ def test_out_of_memory_at_batch_one_names_the_settings(tiny_pipes, monkeypatch):
     import torch
     from scalex.extract import ExtractionError, HSpaceExtractor, SamplingSettings
 
-    extractor = HSpaceExtractor(tiny_pipes("sd1"), SamplingSettings(steps=2, batch_size=2))
+    extractor = HSpaceExtractor(
+        tiny_pipes("sd1"), SamplingSettings(steps=2, batch_size=2, readouts=("prompt",))
+    )
 
     def run_batch(prompts, seeds):
         raise torch.OutOfMemoryError("CUDA out of memory (simulated)")

@@ -165,7 +165,9 @@ def test_batch_shape_fixes_the_bits(tiny_pipes):
     however many samples the run has (the last batch is padded)."""
     from scalex.extract import HSpaceExtractor, SamplingSettings
 
-    settings = SamplingSettings(steps=2, batch_size=4, readouts=("content", "prompt"))
+    settings = SamplingSettings(
+        steps=2, batch_size=4, readouts=("content", "prompt"), content_prompt="a photo"
+    )
     extractor = HSpaceExtractor(tiny_pipes("sd1"), settings)
     samples = [(f"a photo of a {w}", s) for w in ("doctor", "nurse", "pilot") for s in (0, 1, 2)]
     whole = extractor.run_all(samples, progress=False)

@@ -126,7 +126,6 @@ def steer(
 
 
 # -- projection ----------------------------------------------------------------------------------
-_DTYPE_NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
 
 
 def encode_images(pipe, images: np.ndarray) -> torch.Tensor:
@@ -190,7 +189,7 @@ def project_images(
     ``guidance_scale`` only matters for guidance-embedding (LCM) UNets. A batch of N images
     scores as N batches of one.
     """
-    from scalex.extract import HSpaceExtractor, SamplingSettings
+    from scalex.families import adapter_class
 
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 4 or images.shape[-1] != 3:
@@ -207,15 +206,11 @@ def project_images(
     )  # (Q, D)
     unet = pipe.unet
     guidance_embedding = unet.config.get("time_cond_proj_dim") is not None
-    settings = SamplingSettings(
-        steps=num_inference_steps,
-        guidance_scale=float(guidance_scale) if guidance_embedding else 1.0,  # cond branch only
-        height=images.shape[1],
-        width=images.shape[2],
-        dtype=_DTYPE_NAMES.get(unet.dtype, "float32"),
-        device=str(unet.device),
+    guidance = float(guidance_scale) if guidance_embedding else 1.0  # cond branch only
+    # the family's conditioning alone (no extractor: nothing is denoised here)
+    family = adapter_class(pipe)(
+        pipe, unet.device, cfg=False, height=images.shape[1], width=images.shape[2]
     )
-    extractor = HSpaceExtractor(pipe, settings)
     schedule = copy.deepcopy(pipe.scheduler)
     schedule.set_timesteps(num_inference_steps, device=unet.device)
     timesteps = [schedule.timesteps[int(i)] for i in step_indices]
@@ -225,8 +220,8 @@ def project_images(
         n = len(batch)
         latents = encode_images(pipe, batch).to(unet.dtype)
         noise = image_noise(latents.shape[1:], seed, unet.dtype).to(unet.device).expand_as(latents)
-        embeds, added = extractor.family.conditioning([prompt] * n)
-        cond = extractor.family.timestep_conditioning(n, settings.guidance_scale)
+        embeds, added = family.conditioning([prompt] * n)
+        cond = family.timestep_conditioning(n, guidance)
         with Trace(unet, [tap], what="projection tap") as trace, torch.inference_mode():
             for k, t in enumerate(timesteps):
                 # A fresh scheduler per step: Euler-type schedulers cache a step index.

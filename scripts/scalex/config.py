@@ -9,6 +9,7 @@ config stops with one message naming the key before any model is loaded.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import os
@@ -323,6 +324,17 @@ def _json_or_none(path: Path) -> Any:
 def hub_offline() -> bool:
     """True when ``HF_HUB_OFFLINE`` is set to a true value."""
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def schema_default(section: str, key: str) -> Any:
+    """The schema's default of ``<section>.<key>``: the one place a setting's default lives
+    (:class:`scalex.extract.SamplingSettings` takes its defaults from here)."""
+    return copy.deepcopy(_schema_properties()[section]["properties"][key]["default"])
+
+
+@functools.cache
+def _schema_properties() -> dict[str, Any]:
+    return load_schema("config")["properties"]
 
 
 def load_schema(name: str = "config") -> dict[str, Any]:

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from scalex.config import schema_default
 from scalex.errors import ExtractionError
 from scalex.families import adapter_class
 from scalex.hooks import Trace
@@ -49,28 +50,40 @@ from scalex.models import DTYPES, noise_source, resolve_device, seed_generators
 log = logging.getLogger(__name__)
 
 
+def _s(key: str) -> Any:
+    return schema_default("sampling", key)
+
+
+def _e(key: str) -> Any:
+    value = schema_default("extraction", key)
+    return tuple(value) if isinstance(value, list) else value
+
+
 @dataclass(frozen=True)
 class SamplingSettings:
-    """Everything about sampling that changes the activations (hashed into the results path)."""
+    """How samples are denoised and read (the workflow builds it from the validated config:
+    ``scalex.steps.extract.sampling_settings``). Every default is the config schema's."""
 
-    steps: int = 4
-    guidance_scale: float = 1.0
-    branch: str = "cond"
-    height: int | None = None
-    width: int | None = None
-    dtype: str = "float32"
-    device: str = "auto"
-    batch_size: int = 32
-    noise_device: str = "cpu"
-    eta: float = 0.0
-    keep_steps: tuple[int, ...] | None = None
-    taps: tuple[str, ...] = ("mid_block",)
-    store: tuple[str, ...] = ("pooled",)
-    negative_prompt: str = ""
-    readouts: tuple[str, ...] = ("prompt",)
-    content_prompt: str = "a photo of a person"
+    steps: int = _s("steps")
+    guidance_scale: float = _s("guidance_scale")
+    branch: str = _s("branch")
+    height: int | None = _s("height")
+    width: int | None = _s("width")
+    dtype: str = _s("dtype")
+    device: str = _s("device")
+    batch_size: int = _s("batch_size")
+    noise_device: str = _s("noise_device")
+    eta: float = _s("eta")
+    keep_steps: tuple[int, ...] | None = _e("keep_steps")
+    taps: tuple[str, ...] = _e("taps")
+    store: tuple[str, ...] = _e("store")
+    negative_prompt: str = _s("negative_prompt")
+    readouts: tuple[str, ...] = _e("readouts")
+    #: the text the content readout reads under (the schema's null resolves to the baseline's
+    #: first prompt in the config; here it must be given when ``content`` is read)
+    content_prompt: str | None = _e("content_prompt")
     #: compile the UNet's repeated blocks (a runtime option: equal within float16 storage)
-    compile: bool = False
+    compile: bool = _e("compile")
 
     def kept_steps(self) -> list[int]:
         """Indices of the denoising steps whose activations are kept (all when unset)."""
@@ -168,6 +181,11 @@ class HSpaceExtractor:
             raise ExtractionError(
                 f"extraction.readouts {list(settings.readouts)} must be a non-empty subset of "
                 f"{list(READOUTS)}"
+            )
+        if "content" in settings.readouts and not settings.content_prompt:
+            raise ExtractionError(
+                "the content readout needs a content_prompt (extraction.content_prompt; the "
+                "config fills in the baseline's first prompt)"
             )
         if "content" in settings.readouts and not readout_steps("content", self.kept):
             raise ExtractionError(

@@ -49,7 +49,13 @@ def prompt_directions(
 
     ext = HSpaceExtractor(
         pipe,
-        SamplingSettings(steps=steps, guidance_scale=guidance_scale, device="cpu", batch_size=64),
+        SamplingSettings(
+            steps=steps,
+            guidance_scale=guidance_scale,
+            device="cpu",
+            batch_size=64,
+            readouts=("prompt",),
+        ),
     )
 
     def acts(prompts: Sequence[str]) -> np.ndarray:

@@ -54,7 +54,7 @@ def sampling_settings(settings: dict[str, Any], runtime: dict[str, Any]):
         taps=tuple(e["taps"]),
         store=tuple(e["store"]),
         negative_prompt=s.get("negative_prompt", ""),
-        readouts=tuple(e.get("readouts", ("prompt",))),
+        readouts=tuple(e["readouts"]),
         content_prompt=e.get("content_prompt") or "",
         compile=bool(runtime.get("compile", False)),
     )
