@@ -89,7 +89,7 @@ OUTPUTS: dict[str, Output] = {
         "activations/{bucket}.h5",
         "extract",
         "every readout's activations of a bucket of concepts, or of the baseline "
-        "(`baseline.h5`; format below)",
+        "(`baseline.h5`; format: docs/design.md)",
     ),
     "directions": Output(
         "{readout}/directions/{bucket}.h5",
