@@ -27,7 +27,7 @@ from scalex.config import (
     load_schema,
     seeds,
 )
-from scalex.layout import BASELINE
+from scalex.layout import BASELINE, derived_id
 from scalex.templates import baseline_prompts, expand
 
 #: a concept id (the schema's ``id`` pattern): path-safe, since it names files
@@ -215,7 +215,7 @@ def derive_descriptor_concepts(
             for value in values:
                 terms = [f"{value} {term}" for term in concept.terms]
                 prompts, index = expand(terms, group_templates)
-                cid = f"{value.lower().replace(' ', '-')}-{concept.id}"
+                cid = derived_id(value, concept.id)
                 out.append(
                     Concept(
                         cid,

@@ -38,6 +38,20 @@ CLUSTER_VARIANTS = (RAW, AXES_REMOVED)
 #: The concept every direction is measured from (``concepts.baseline``).
 BASELINE = "baseline"
 
+#: The id of a derived concept ("female nurse" of ``nurse``): ``<descriptor slug>-<concept>``.
+DERIVED_ID_FORMAT = "{descriptor}-{concept}"
+
+
+def descriptor_slug(value: str) -> str:
+    """How a descriptor value appears in derived concept ids (``"Very old"`` -> ``very-old``)."""
+    return value.lower().replace(" ", "-")
+
+
+def derived_id(descriptor: str, concept: str) -> str:
+    """The id of concept ``concept`` described by ``descriptor`` (``female-nurse``)."""
+    return DERIVED_ID_FORMAT.format(descriptor=descriptor_slug(descriptor), concept=concept)
+
+
 #: Wildcard constraints of the workflow (``rules/common.smk``).
 WILDCARDS = {
     "concept": r"[a-z0-9][a-z0-9_.-]*",

@@ -26,6 +26,7 @@ from scalex.analysis.stats import (
     percentile_ci,
     template_groups,
 )
+from scalex.layout import DERIVED_ID_FORMAT
 
 DESCRIPTOR_COLUMNS = [
     "concept",
@@ -43,7 +44,7 @@ DESCRIPTOR_COLUMNS = [
 ]
 
 #: How the pipeline names a described concept, e.g. "old-nurse".
-DEFAULT_NAME_FORMAT = "{descriptor}-{concept}"
+DEFAULT_NAME_FORMAT = DERIVED_ID_FORMAT  # descriptors arrive slugged (layout.descriptor_slug)
 
 
 def descriptor_alignment(

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from scalex.io import write_tsv
+from scalex.layout import descriptor_slug
 from scalex.rulekit import run_rule
 from scalex.steps.jobs import job_diffs
 
@@ -71,11 +72,6 @@ def with_prompts_and_seeds(samples: pd.DataFrame, data: Mapping[str, Any]) -> pd
     )
     named.insert(3, "seed", [seeds[i] for i in named["seed_index"]])
     return named
-
-
-def descriptor_slug(value: str) -> str:
-    """How a descriptor value appears in derived concept ids (see concepts.py)."""
-    return value.lower().replace(" ", "-")
 
 
 def main(smk: Any) -> None:
