@@ -44,7 +44,7 @@ from scalex.config import schema_default
 from scalex.errors import ExtractionError
 from scalex.families import adapter_class
 from scalex.hooks import Trace
-from scalex.layout import READOUTS, TEXT_TAP
+from scalex.layout import CONTENT, PROMPT, READOUTS, TEXT, TEXT_TAP
 from scalex.models import DTYPES, noise_source, resolve_device, seed_generators
 
 log = logging.getLogger(__name__)
@@ -108,9 +108,9 @@ class Activations:
 def readout_steps(readout: str, kept: Sequence[int]) -> list[int]:
     """The step indices a readout keeps: the text readout has one pseudo-step (-1), the content
     readout drops step 0 (zero differences by construction)."""
-    if readout == "text":
+    if readout == TEXT:
         return [-1]
-    if readout == "content":
+    if readout == CONTENT:
         return [i for i in kept if i > 0]
     return list(kept)
 
@@ -182,17 +182,17 @@ class HSpaceExtractor:
                 f"extraction.readouts {list(settings.readouts)} must be a non-empty subset of "
                 f"{list(READOUTS)}"
             )
-        if "content" in settings.readouts and not settings.content_prompt:
+        if CONTENT in settings.readouts and not settings.content_prompt:
             raise ExtractionError(
                 "the content readout needs a content_prompt (extraction.content_prompt; the "
                 "config fills in the baseline's first prompt)"
             )
-        if "content" in settings.readouts and not readout_steps("content", self.kept):
+        if CONTENT in settings.readouts and not readout_steps(CONTENT, self.kept):
             raise ExtractionError(
                 "extraction.readouts has 'content', which reads steps after the first, but "
                 "extraction.keep_steps keeps only step 0"
             )
-        self.unet_readouts = [r for r in settings.readouts if r != "text"]
+        self.unet_readouts = [r for r in settings.readouts if r != TEXT]
         # the last step whose UNet output is needed (early stop)
         self.last_step = max(
             (readout_steps(r, self.kept)[-1] for r in self.unet_readouts), default=-1
@@ -256,8 +256,8 @@ class HSpaceExtractor:
         settings = self.settings
         n = len(prompts)
         out: dict[str, Activations] = {}
-        if "text" in settings.readouts:
-            out["text"] = self._text_readout(prompts)
+        if TEXT in settings.readouts:
+            out[TEXT] = self._text_readout(prompts)
         if not self.unet_readouts:
             return out
         scheduler = copy.deepcopy(self.pipe.scheduler)  # per-batch state (step index, history)
@@ -266,7 +266,7 @@ class HSpaceExtractor:
         generators = seed_generators(seeds, self.settings.noise_device, self.device)
         embeds, added = self.family.conditioning(prompts)
         content = None
-        if "content" in settings.readouts:
+        if CONTENT in settings.readouts:
             content = self.family.conditioning([settings.content_prompt] * n, cfg=False)
         latents = self.initial_noise(generators, scheduler)
         timestep_cond = self.family.timestep_conditioning(n, settings.guidance_scale)
@@ -281,7 +281,7 @@ class HSpaceExtractor:
         with Trace(self.unet, settings.taps) as trace, torch.inference_mode():
             for i, t in enumerate(timesteps):
                 # The trajectory's own forward is needed to step on, or for the prompt readout.
-                if i < self.last_step or i in steps.get("prompt", ()):
+                if i < self.last_step or i in steps.get(PROMPT, ()):
                     model_in = torch.cat([latents] * 2) if self.cfg else latents
                     model_in = scheduler.scale_model_input(model_in, t)
                     forward = functools.partial(
@@ -298,13 +298,13 @@ class HSpaceExtractor:
                         trace.run_until_traced(forward)
                     else:
                         noise_pred = forward()[0]
-                    if i in steps.get("prompt", ()):
+                    if i in steps.get(PROMPT, ()):
                         for tap in settings.taps:
                             h = trace.outputs[tap]
                             if self.cfg:
                                 h = h[n:] if settings.branch == "cond" else h[:n]
-                            self._collect(collected["prompt"][tap], h)
-                if content is not None and i in steps["content"]:
+                            self._collect(collected[PROMPT][tap], h)
+                if content is not None and i in steps[CONTENT]:
                     # only the tap's state is read under the baseline's text
                     trace.run_until_traced(
                         self.unet,
@@ -316,7 +316,7 @@ class HSpaceExtractor:
                         return_dict=False,
                     )
                     for tap in settings.taps:
-                        self._collect(collected["content"][tap], trace.outputs[tap])
+                        self._collect(collected[CONTENT][tap], trace.outputs[tap])
                 if i == self.last_step:
                     break
                 if self.cfg:

@@ -26,7 +26,7 @@ from matplotlib.transforms import ScaledTranslation
 from scipy.cluster import hierarchy
 
 from scalex.analysis.defaults import correlate_with_reference, normalise_name
-from scalex.layout import AXES_REMOVED, RAW
+from scalex.layout import AXES_REMOVED, RAW, TEXT
 from scalex.vectors import cosine_matrix
 
 #: Okabe-Ito colours (black last), safe for the common colour-vision deficiencies.
@@ -833,11 +833,11 @@ def readouts_scatter(wide: pd.DataFrame, path: str | Path, title: str | None = N
     encoder alone already says.
     """
     others = [c.removesuffix("_score") for c in wide.columns if c.endswith("_score")]
-    others = [r for r in others if r != "text"]
+    others = [r for r in others if r != TEXT]
     k = max(1, len(others))
     fig = Figure(figsize=(4.4 * k, 4.9), layout="constrained")
     axes = fig.subplots(1, k, squeeze=False, sharex=True, sharey=True)[0]
-    x = wide["text_score"].to_numpy(float)
+    x = wide[f"{TEXT}_score"].to_numpy(float)
     ys = [wide[f"{r}_score"].to_numpy(float) for r in others]
     every = np.concatenate([x, *ys])
     every = every[np.isfinite(every)]

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
-TEXT = "text"
+from scalex.layout import TEXT
 
 
 def defaults_side_by_side(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
