@@ -1,0 +1,163 @@
+"""Comparing two models' findings: did a fine-tune (an edit, a new version) change them, and are
+the changes real?
+
+Both models see the same prompts, templates and seeds, so every sample of the base model has a
+counterpart in the new one. A difference of shares is therefore bootstrapped *paired*: each
+replicate resamples the seeds (and the templates as whole groups, with at least five) once and
+applies the same resample to both models (:class:`scalex.analysis.stats.PairedBootstrap`), which
+keeps every sample with its counterpart. The rule these functions implement is declared in
+docs/validation.md ("Comparing two models") before any comparison was computed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from scalex.analysis.stats import PairedBootstrap, percentile_ci, template_groups
+
+DIFF_COLUMNS = [
+    "concept",
+    "axis",
+    "value",
+    "base",
+    "new",
+    "difference",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "q_value",
+    "flagged",
+    "samples",
+    "resampled",
+]
+#: The columns of ``sample_votes.tsv`` that identify a sample across models.
+SAMPLE_KEY = ["concept", "axis", "prompt", "seed"]
+
+
+def benjamini_hochberg(p_values: Sequence[float]) -> np.ndarray:
+    """Benjamini-Hochberg q-values (step-up, monotone, capped at 1) of ``p_values``."""
+    p = np.asarray(p_values, dtype=float)
+    if p.size == 0:
+        return p
+    order = np.argsort(p)
+    ranked = p[order] * p.size / np.arange(1, p.size + 1)
+    q = np.minimum.accumulate(ranked[::-1])[::-1]
+    out = np.empty_like(q)
+    out[order] = np.minimum(q, 1.0)
+    return out
+
+
+def bootstrap_p_value(replicates: np.ndarray, estimate: float) -> float:
+    """Two-sided bootstrap p-value: ``2 (1 + #replicates on the far side of 0) / (1 + B)``,
+    capped at 1; an estimate of exactly 0 has p = 1."""
+    if estimate == 0 or not np.isfinite(estimate):
+        return 1.0
+    far = np.sum(replicates <= 0) if estimate > 0 else np.sum(replicates >= 0)
+    return float(min(1.0, 2.0 * (1 + far) / (1 + len(replicates))))
+
+
+def pair_samples(base: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """The two models' per-sample votes side by side (``vote_base``, ``vote_new``), one row per
+    (concept, axis, prompt, seed). Both must hold the same samples: a comparison whose prompts
+    or seeds differ would not be paired, so the first unmatched sample is named."""
+    keys = SAMPLE_KEY + ["prompt_index", "template_index", "seed_index"]
+    merged = base[keys + ["vote"]].merge(
+        new[keys + ["vote"]], on=keys, how="outer", suffixes=("_base", "_new"), indicator=True
+    )
+    lonely = merged[merged["_merge"] != "both"]
+    if not lonely.empty:
+        row = lonely.iloc[0]
+        side = "the base model" if row["_merge"] == "left_only" else "the new model"
+        raise ValueError(
+            f"{len(lonely)} samples are not in both models, e.g. {row['concept']!r} "
+            f"({row['axis']}), prompt {row['prompt']!r}, seed {row['seed']}, only in {side}: "
+            "compare runs with the same concepts, templates and seeds"
+        )
+    return merged.drop(columns="_merge")
+
+
+def share_differences(
+    base: pd.DataFrame,
+    new: pd.DataFrame,
+    axes: Mapping[str, Sequence[str]],
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    fdr: float = 0.05,
+) -> pd.DataFrame:
+    """Per concept and axis: the share of samples voting for the axis's first value (woman,
+    old, rich) in each model, their difference new - base with a paired bootstrap CI and p-value,
+    the Benjamini-Hochberg q-value across every (concept, axis) pair, and ``flagged`` when
+    q <= ``fdr``. ``base`` and ``new`` are the two runs' ``sample_votes.tsv``."""
+    paired = pair_samples(base, new)
+    rows = []
+    for (concept, axis), block in paired.groupby(["concept", "axis"], sort=True):
+        value = list(axes[axis])[0]
+        n_prompts = int(block["prompt_index"].max()) + 1
+        n_seeds = int(block["seed_index"].max()) + 1
+        tpl = np.zeros(n_prompts, int)
+        tpl[block["prompt_index"].to_numpy()] = block["template_index"].to_numpy()
+        groups = template_groups(tpl, n_prompts)
+        boot = PairedBootstrap(n_seeds=n_seeds, n_boot=n_boot, seed=seed)
+        w = boot.weights(concept, groups)  # row 0: the full sample; one resample, both models
+        group_of = groups[block["prompt_index"].to_numpy()]
+        seed_of = block["seed_index"].to_numpy()
+        size = np.zeros((groups.max() + 1, n_seeds))
+        np.add.at(size, (group_of, seed_of), 1)
+        total = np.einsum("bgs,gs->b", w, size)
+        shares = {}
+        for side in ("base", "new"):
+            hits = np.zeros_like(size)
+            mine = block[f"vote_{side}"].to_numpy() == value
+            np.add.at(hits, (group_of[mine], seed_of[mine]), 1)
+            shares[side] = np.einsum("bgs,gs->b", w, hits) / total
+        diff = shares["new"] - shares["base"]
+        lo, hi = percentile_ci(diff[1:], level)
+        rows.append(
+            {
+                "concept": concept,
+                "axis": axis,
+                "value": value,
+                "base": float(shares["base"][0]),
+                "new": float(shares["new"][0]),
+                "difference": float(diff[0]),
+                "ci_low": float(lo),
+                "ci_high": float(hi),
+                "p_value": bootstrap_p_value(diff[1:], float(diff[0])),
+                "samples": len(block),
+                "resampled": PairedBootstrap.resampled(int(groups.max()) + 1),
+            }
+        )
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return pd.DataFrame(columns=DIFF_COLUMNS)
+    table["q_value"] = benjamini_hochberg(table["p_value"].to_numpy())
+    table["flagged"] = table["q_value"] <= fdr
+    return table[DIFF_COLUMNS]
+
+
+def cluster_changes(base: pd.Series, new: pd.Series) -> tuple[float, list[str]]:
+    """The adjusted Rand index between two clusterings of the same concepts (``concept ->
+    cluster``), and the concepts that moved: after matching each new cluster to the base cluster
+    it overlaps most (one to one, by the Hungarian method), those whose cluster is not matched
+    to their base cluster."""
+    from scipy.optimize import linear_sum_assignment
+    from sklearn.metrics import adjusted_rand_score
+
+    common = sorted(set(base.index) & set(new.index))
+    if len(common) != len(base) or len(common) != len(new):
+        missing = sorted(set(base.index) ^ set(new.index))
+        raise ValueError(f"the clusterings hold different concepts, e.g. {missing[:5]}")
+    b, n = base[common].to_numpy(), new[common].to_numpy()
+    ari = float(adjusted_rand_score(b, n))
+    b_ids, b_idx = np.unique(b, return_inverse=True)
+    n_ids, n_idx = np.unique(n, return_inverse=True)
+    overlap = np.zeros((len(n_ids), len(b_ids)), dtype=int)
+    np.add.at(overlap, (n_idx, b_idx), 1)
+    rows, cols = linear_sum_assignment(-overlap)
+    match = dict(zip(rows.tolist(), cols.tolist(), strict=True))
+    moved = [c for c, ni, bi in zip(common, n_idx, b_idx, strict=True) if match.get(ni) != bi]
+    return ari, moved
