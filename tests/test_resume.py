@@ -26,7 +26,8 @@ TRIALS = 10
 
 
 def command(work: Path, entry: list[str], *extra: str) -> list[str]:
-    return [sys.executable, *entry, "--cores", "1", "--directory", str(work), "--snakefile",
+    # two cores, as the demo runs: two jobs side by side (also while killed), one thread each
+    return [sys.executable, *entry, "--cores", "2", "--directory", str(work), "--snakefile",
             str(ROOT / "Snakefile"), *extra, "--configfile", str(work / "config.yaml")]  # fmt: skip
 
 
