@@ -37,6 +37,8 @@ AFTER = [
     ("man", "genders", "man"),
 ]
 SEEDS = [0, 1, 2]
+#: every run of the byte comparison on two cores, as the demo runs (the last --cores wins)
+TWO_CORES = ("--cores", "2")
 
 
 def prepare(work: Path, model: Path, rows, buckets, reuse=True) -> Path:
@@ -85,19 +87,19 @@ def test_edit_add_remove_reuses_samples_and_equals_clean_run(tiny_models, tmp_pa
             assert {bucket_of(cid, 2) for cid, _, _ in rows} == {"b0000", "b0001"}
     edited = tmp_path / "edited"
     config = prepare(edited, model, BEFORE, buckets)
-    snakemake(edited, config, timeout=600)
+    snakemake(edited, config, *TWO_CORES, timeout=600)
     assert extraction_counts(edited)[0] == 0  # nothing to reuse yet
 
     config = prepare(edited, model, AFTER, buckets)
     since = time.time()
-    snakemake(edited, config, timeout=600)
+    snakemake(edited, config, *TWO_CORES, timeout=600)
     reused, extracted = extraction_counts(edited, since)
     # new samples: nurse's second prompt and chef's prompt, three seeds each
     assert extracted == 2 * len(SEEDS)
     assert reused > 0
 
     clean = tmp_path / "clean"
-    snakemake(clean, prepare(clean, model, AFTER, buckets), timeout=600)
+    snakemake(clean, prepare(clean, model, AFTER, buckets), *TWO_CORES, timeout=600)
     assert extraction_counts(clean)[0] == 0
     want = comparable(result_digests(clean / "results"))
     got = comparable(result_digests(edited / "results"))
