@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from scalex.analysis.stats import PairedBootstrap, percentile_ci, template_groups
+from scalex.analysis.descriptors import VoteResample
+from scalex.analysis.stats import percentile_ci
 
 DIFF_COLUMNS = [
     "concept",
@@ -96,24 +97,11 @@ def share_differences(
     rows = []
     for (concept, axis), block in paired.groupby(["concept", "axis"], sort=True):
         value = list(axes[axis])[0]
-        n_prompts = int(block["prompt_index"].max()) + 1
-        n_seeds = int(block["seed_index"].max()) + 1
-        tpl = np.zeros(n_prompts, int)
-        tpl[block["prompt_index"].to_numpy()] = block["template_index"].to_numpy()
-        groups = template_groups(tpl, n_prompts)
-        boot = PairedBootstrap(n_seeds=n_seeds, n_boot=n_boot, seed=seed)
-        w = boot.weights(concept, groups)  # row 0: the full sample; one resample, both models
-        group_of = groups[block["prompt_index"].to_numpy()]
-        seed_of = block["seed_index"].to_numpy()
-        size = np.zeros((groups.max() + 1, n_seeds))
-        np.add.at(size, (group_of, seed_of), 1)
-        total = np.einsum("bgs,gs->b", w, size)
-        shares = {}
-        for side in ("base", "new"):
-            hits = np.zeros_like(size)
-            mine = block[f"vote_{side}"].to_numpy() == value
-            np.add.at(hits, (group_of[mine], seed_of[mine]), 1)
-            shares[side] = np.einsum("bgs,gs->b", w, hits) / total
+        # one resample of the seeds (and templates) for both models: the samples stay paired
+        resample = VoteResample.of(block, concept, n_boot, seed)
+        shares = {
+            s: resample.share(block[f"vote_{s}"].to_numpy() == value) for s in ("base", "new")
+        }
         diff = shares["new"] - shares["base"]
         lo, hi = percentile_ci(diff[1:], level)
         rows.append(
@@ -128,7 +116,7 @@ def share_differences(
                 "ci_high": float(hi),
                 "p_value": bootstrap_p_value(diff[1:], float(diff[0])),
                 "samples": len(block),
-                "resampled": PairedBootstrap.resampled(int(groups.max()) + 1),
+                "resampled": resample.resampled,
             }
         )
     table = pd.DataFrame(rows)

@@ -11,6 +11,7 @@ default from a tie.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -206,6 +207,44 @@ def sample_votes(
     return pd.concat(frames, ignore_index=True)[SAMPLE_VOTE_COLUMNS]
 
 
+@dataclass(frozen=True)
+class VoteResample:
+    """The bootstrap of one concept's (and axis's) sample votes: each replicate's weight of every
+    (template group, seed) cell (row 0: the full sample), shared by whatever is counted on the
+    same samples, e.g. both models of a comparison."""
+
+    weights: np.ndarray  # (n_boot + 1, G, S)
+    group_of: np.ndarray  # the template group of each sample
+    seed_of: np.ndarray  # the seed index of each sample
+    total: np.ndarray  # (n_boot + 1,): samples per replicate
+    resampled: str
+
+    @classmethod
+    def of(cls, block: pd.DataFrame, key: str, n_boot: int, seed: int) -> VoteResample:
+        """From a block of ``sample_votes`` rows (``prompt_index``, ``template_index``,
+        ``seed_index``) of one concept and axis."""
+        n_prompts = int(block["prompt_index"].max()) + 1
+        n_seeds = int(block["seed_index"].max()) + 1
+        tpl = np.zeros(n_prompts, int)
+        tpl[block["prompt_index"].to_numpy()] = block["template_index"].to_numpy()
+        groups = template_groups(tpl, n_prompts)
+        boot = PairedBootstrap(n_seeds=n_seeds, n_boot=n_boot, seed=seed)
+        weights = boot.weights(key, groups)
+        group_of = groups[block["prompt_index"].to_numpy()]
+        seed_of = block["seed_index"].to_numpy()
+        n_groups = int(groups.max()) + 1
+        size = np.zeros((n_groups, n_seeds))
+        np.add.at(size, (group_of, seed_of), 1)
+        total = np.einsum("bgs,gs->b", weights, size)
+        return cls(weights, group_of, seed_of, total, PairedBootstrap.resampled(n_groups))
+
+    def share(self, hit: np.ndarray) -> np.ndarray:
+        """The share of samples where ``hit`` (bool per sample) holds, per replicate."""
+        counts = np.zeros(self.weights.shape[1:])
+        np.add.at(counts, (self.group_of[hit], self.seed_of[hit]), 1)
+        return np.einsum("bgs,gs->b", self.weights, counts) / self.total
+
+
 def vote_shares(
     samples: pd.DataFrame,
     axes: Mapping[str, Sequence[str]],
@@ -222,23 +261,9 @@ def vote_shares(
     rows = []
     for (c, axis), block in samples.groupby(["concept", "axis"], sort=False):
         values = list(dict.fromkeys(axes[axis]))
-        n_prompts = int(block["prompt_index"].max()) + 1
-        n_seeds = int(block["seed_index"].max()) + 1
-        tpl = np.zeros(n_prompts, int)
-        tpl[block["prompt_index"].to_numpy()] = block["template_index"].to_numpy()
-        groups = template_groups(tpl, n_prompts)
-        boot = PairedBootstrap(n_seeds=n_seeds, n_boot=n_boot, seed=seed)
-        w = boot.weights(c, groups)  # (n_boot + 1, G, S); row 0 = the full sample
-        group_of = groups[block["prompt_index"].to_numpy()]
-        seed_of = block["seed_index"].to_numpy()
-        size = np.zeros((groups.max() + 1, n_seeds))  # samples per (group, seed)
-        np.add.at(size, (group_of, seed_of), 1)
-        total = np.einsum("bgs,gs->b", w, size)
+        resample = VoteResample.of(block, c, n_boot, seed)
         for v in values:
-            hits = np.zeros_like(size)
-            mine = block["vote"].to_numpy() == v
-            np.add.at(hits, (group_of[mine], seed_of[mine]), 1)
-            share = np.einsum("bgs,gs->b", w, hits) / total
+            share = resample.share(block["vote"].to_numpy() == v)
             lo, hi = percentile_ci(share[1:], level)
             rows.append(
                 {
@@ -249,7 +274,7 @@ def vote_shares(
                     "ci_low": float(lo),
                     "ci_high": float(hi),
                     "samples": len(block),
-                    "resampled": PairedBootstrap.resampled(int(groups.max()) + 1),
+                    "resampled": resample.resampled,
                 }
             )
     return pd.DataFrame(rows, columns=VOTE_COLUMNS)
