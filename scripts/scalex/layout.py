@@ -329,11 +329,6 @@ def fields(key: str) -> list[str]:
     return [f for _, f, _, _ in string.Formatter().parse(OUTPUTS[key].template) if f]
 
 
-def rule_outputs(rule: str) -> list[str]:
-    """The keys of every output a rule writes."""
-    return [key for key, out in OUTPUTS.items() if out.rule == rule]
-
-
 @dataclass(frozen=True)
 class Plan:
     """What a run makes, from its validated config (``rules/common.smk`` builds it)."""
