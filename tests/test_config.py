@@ -250,3 +250,18 @@ def test_concurrent_gpu_jobs_claim_distinct_gpus(tmp_path, monkeypatch):
     assert rulekit.claim_gpu(tmp_path) is None  # one GPU: nothing to choose
     for fd in rulekit._HELD_GPUS:
         os.close(fd)
+
+
+def test_sampling_settings_defaults_are_the_schema_s():
+    """SamplingSettings has no defaults of its own: each is the config schema's."""
+    import dataclasses
+
+    from scalex.config import load_schema
+    from scalex.extract import SamplingSettings
+
+    props = load_schema("config")["properties"]
+    for f in dataclasses.fields(SamplingSettings):
+        section = "sampling" if f.name in props["sampling"]["properties"] else "extraction"
+        want = props[section]["properties"][f.name]["default"]
+        want = tuple(want) if isinstance(want, list) else want
+        assert f.default == want, f.name
