@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from scalex_refworld import reader as R
 from scalex_refworld import world as W
+from scalex_refworld.loader import MARKER
 
 ROOT = Path(__file__).resolve().parents[1]
 WORLD = W.load_world("stereotyped")
@@ -107,12 +108,21 @@ def table():
 
 
 def test_committed_worlds_are_all_there():
+    """Every committed model within the size budget; the fine-tunes share their base's VAE."""
     assert WORLDS == [
         "heldout", "heldout2", "heldout3", "heldout4", "opposed", "scrambled", "stereotyped",
+        "stereotyped-ft", "stereotyped-ft-seed1",
     ]  # fmt: skip
     for name in WORLDS:
         size = sum(f.stat().st_size for f in W.world_model(name).rglob("*") if f.is_file())
         assert size <= 20e6, name
+    base = W.world_model("stereotyped") / "vae" / "diffusion_pytorch_model.safetensors"
+    for name in ("stereotyped-ft", "stereotyped-ft-seed1"):
+        tuned = W.world_model(name)
+        assert json.loads((tuned / MARKER).read_text())["init_from"]["world"] == "stereotyped"
+        assert (
+            tuned / "vae" / "diffusion_pytorch_model.safetensors"
+        ).read_bytes() == base.read_bytes()
 
 
 @pytest.mark.parametrize(
@@ -281,6 +291,43 @@ def test_training_smoke_produces_loadable_pipeline(tiny_model):
     cache = PromptCache(pipe.text_encoder, pipe.tokenizer)
     ref = pipe.encode_prompt(["a photo of a nurse", ""], "cpu", 1, False)[0]
     assert torch.allclose(cache(["a photo of a nurse", ""]), ref, atol=1e-5)
+
+
+def test_fine_tuning_starts_from_the_base_weights_and_keeps_its_vae(tiny_model, tmp_path):
+    """``--init-from``: the UNet starts from the base's weights (zero steps: unchanged), the VAE
+    and its scaling factor are the base's, and the marker names the base by content digest."""
+    import torch
+    from safetensors.torch import load_file
+    from scalex_refworld import train
+    from scalex_refworld.pipeline import model_digest
+
+    def tune(steps: int) -> Path:
+        out = tmp_path / f"tuned-{steps}"
+        rc = train.main(
+            [
+                "--table", str(TABLE), "--out", str(out), "--init-from", str(tiny_model),
+                "--unet-steps", str(steps), "--unet-batch", "4", "--variants", "1",
+            ]
+        )  # fmt: skip
+        assert rc == 0
+        return out
+
+    weights = "diffusion_pytorch_model.safetensors"
+    base_unet = load_file(tiny_model / "unet" / weights)
+    same, moved = tune(0), tune(2)
+    for name, tensor in load_file(same / "unet" / weights).items():
+        assert torch.equal(tensor, base_unet[name]), name
+    assert any(
+        not torch.equal(t, base_unet[n]) for n, t in load_file(moved / "unet" / weights).items()
+    )
+    assert (moved / "vae" / weights).read_bytes() == (tiny_model / "vae" / weights).read_bytes()
+    marker = json.loads((moved / MARKER).read_text())
+    assert marker["init_from"]["digest"] == model_digest(tiny_model)
+    assert marker["unet"]["steps"] == 2 and marker["vae"]["steps"] == 0
+    assert (
+        marker["vae"]["scaling_factor"]
+        == json.loads((tiny_model / MARKER).read_text())["vae"]["scaling_factor"]
+    )
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
     python -m scalex_refworld.build_world opposed            # resources/worlds/opposed/
     python -m scalex_refworld.build_world --table my.tsv --out worlds/mine
+    python -m scalex_refworld.build_world stereotyped-ft --init-from stereotyped   # fine-tune
 
 Writes ``<world>/model/`` (the trained pipeline, see :mod:`scalex_refworld.train`) and
 ``<world>/evaluation/`` (prompt following and the rates the model realises, measured with the
@@ -27,6 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="world folder to write (default: the world's folder)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--init-from",
+        help="fine-tune this model's UNet from its weights instead of training from scratch: a "
+        "committed world's name or a model folder (see scalex_refworld.train --init-from)",
+    )
     ap.add_argument("--skip-training", action="store_true", help="only (re)evaluate the model")
     ap.add_argument("--skip-evaluation", action="store_true", help="only train the model")
     a = ap.parse_args(argv)
@@ -39,6 +45,18 @@ def main(argv: list[str] | None = None) -> int:
     from . import evaluate, train
 
     if not a.skip_training:
+        init = []
+        if a.init_from:
+            base = Path(a.init_from)
+            if not (base / "model_index.json").is_file():
+                base = W.world_model(a.init_from)
+            if not (base / "model_index.json").is_file():
+                ap.error(f"--init-from {a.init_from}: neither a model folder nor a world's name")
+            repo = W.WORLDS_DIR.parents[1]
+            shown = (
+                base.resolve().relative_to(repo) if base.resolve().is_relative_to(repo) else base
+            )
+            init = ["--init-from", str(shown)]
         train.main(
             [
                 "--table",
@@ -49,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                 str(a.seed),
                 "--threads",
                 str(a.threads),
+                *init,
             ]
         )
     if a.skip_evaluation:

@@ -297,17 +297,59 @@ def save_pipeline(out: Path, vae, unet, noise_scheduler, text_encoder, tokenizer
     (out / MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n")
 
 
+def load_base(folder: Path):
+    """The VAE and UNet of a trained reference model (safetensors only), for fine-tuning."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    kw = {"local_files_only": True, "use_safetensors": True}
+    vae = AutoencoderKL.from_pretrained(folder / "vae", **kw).eval()
+    unet = UNet2DConditionModel.from_pretrained(folder / "unet", **kw)
+    return vae, unet
+
+
+def vae_readback(vae, lat_mean, world: W.World, variants: int) -> float:
+    """Share of identities whose decoded latent mean the attribute reader reads back exactly."""
+    from .reader import read
+
+    with torch.no_grad():
+        rec = vae.decode(lat_mean[::variants]).sample
+    rec_img = ((rec.clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).numpy().astype(np.uint8)
+    got = read(rec_img, world)
+    return float(
+        np.mean(
+            [
+                (r.profession, r.gender, r.age, r.wealth)
+                == (c.profession, c.gender, c.age, c.wealth)
+                for r, c in zip(got, world.all_combinations(), strict=True)
+            ]
+        )
+    )
+
+
+#: Fine-tuning defaults (``--init-from``): fewer steps, a lower peak rate and a shorter EMA than
+#: training from scratch, as a debiasing fine-tune of a trained model is run.
+FINE_TUNE = {"unet_steps": 1200, "unet_lr": 5e-4, "warmup": 100, "ema": 0.995}
+TRAIN = {"unet_steps": 3600, "unet_lr": 1e-3, "warmup": 200, "ema": 0.999}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--table", required=True, help="world table (TSV), see scalex_refworld.world")
     ap.add_argument("--out", required=True, help="output pipeline folder")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--init-from",
+        default=None,
+        help="a trained reference model folder: fine-tune its UNet from its weights on --table "
+        "(its VAE and text encoder are kept as they are; no VAE training); defaults of "
+        f"{FINE_TUNE}",
+    )
     ap.add_argument("--minutes", type=float, default=None, help="deadline for the whole run")
     ap.add_argument("--vae-steps", type=int, default=500)
     ap.add_argument("--vae-batch", type=int, default=32)
     ap.add_argument("--vae-lr", type=float, default=2e-3)
     ap.add_argument("--vae-width", type=int, default=16)
-    ap.add_argument("--unet-steps", type=int, default=3600)
+    ap.add_argument("--unet-steps", type=int, default=None, help=f"default {TRAIN['unet_steps']}")
     ap.add_argument(
         "--unet-stop-at",
         type=int,
@@ -316,7 +358,9 @@ def main(argv=None) -> int:
         "reproduces a run that a deadline stopped",
     )
     ap.add_argument("--unet-batch", type=int, default=64)
-    ap.add_argument("--unet-lr", type=float, default=1e-3)
+    ap.add_argument("--unet-lr", type=float, default=None, help=f"default {TRAIN['unet_lr']}")
+    ap.add_argument("--warmup", type=int, default=None, help=f"default {TRAIN['warmup']}")
+    ap.add_argument("--ema", type=float, default=None, help=f"default {TRAIN['ema']}")
     ap.add_argument("--unet-width", type=int, default=32)
     ap.add_argument("--variants", type=int, default=48, help="jittered images per identity")
     ap.add_argument("--max-length", type=int, default=16)
@@ -328,6 +372,10 @@ def main(argv=None) -> int:
     )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    plan = FINE_TUNE if args.init_from else TRAIN
+    for key, default in plan.items():
+        if getattr(args, key) is None:
+            setattr(args, key, default)
 
     from scalex_refworld.textenc import load_minilm
 
@@ -336,36 +384,37 @@ def main(argv=None) -> int:
     t_start = time.monotonic()
     deadline_total = None if args.minutes is None else 60.0 * args.minutes
     world = W.World.from_table(args.table)
+    base = None
+    if args.init_from:
+        from .pipeline import model_digest, read_marker
+
+        base = Path(args.init_from)
+        base_marker = read_marker(base)
+        args.max_length = int(base_marker.get("max_length", args.max_length))
     text_encoder, tokenizer = load_minilm(max_length=args.max_length)
 
     images, combo = image_pool(world, args.variants, args.seed)
-    vae = make_vae(args.vae_width)
-    vae_deadline = Deadline(None if deadline_total is None else 0.2 * deadline_total)
     t0 = time.monotonic()
-    vae_done = train_vae(
-        vae, images, args.vae_steps, args.vae_batch, args.vae_lr, args.seed, vae_deadline
-    )
+    if base is None:
+        vae = make_vae(args.vae_width)
+        vae_deadline = Deadline(None if deadline_total is None else 0.2 * deadline_total)
+        vae_done = train_vae(
+            vae, images, args.vae_steps, args.vae_batch, args.vae_lr, args.seed, vae_deadline
+        )
+        unet = make_unet(args.unet_width, text_encoder.config.hidden_size)
+    else:
+        vae, unet = load_base(base)
+        vae_done = 0
     vae_seconds = time.monotonic() - t0
     lat_mean, lat_std = encode_pool(vae, images)
-    with torch.no_grad():
-        rec = vae.decode(lat_mean[:: args.variants]).sample
-    from .reader import read
-
-    rec_img = ((rec.clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).numpy().astype(np.uint8)
-    got = read(rec_img, world)
-    vae_acc = float(
-        np.mean(
-            [
-                (r.profession, r.gender, r.age, r.wealth)
-                == (c.profession, c.gender, c.age, c.wealth)
-                for r, c in zip(got, world.all_combinations(), strict=True)
-            ]
+    vae_acc = vae_readback(vae, lat_mean, world, args.variants)
+    if base is None:
+        scale = float(
+            1.0 / torch.sqrt((lat_mean**2).mean() + (lat_std**2).mean() - lat_mean.mean() ** 2)
         )
-    )
-    scale = float(
-        1.0 / torch.sqrt((lat_mean**2).mean() + (lat_std**2).mean() - lat_mean.mean() ** 2)
-    )
-    vae.register_to_config(scaling_factor=scale)
+        vae.register_to_config(scaling_factor=scale)
+    else:
+        scale = float(vae.config.scaling_factor)
     log.info(
         "VAE: %d steps in %.0f s, reconstruction read-back %.3f, scale %.4f",
         vae_done,
@@ -374,7 +423,6 @@ def main(argv=None) -> int:
         scale,
     )
 
-    unet = make_unet(args.unet_width, text_encoder.config.hidden_size)
     noise_scheduler = make_noise_scheduler()
     prompts = PromptCache(text_encoder, tokenizer)
     remaining = None if deadline_total is None else deadline_total - (time.monotonic() - t_start)
@@ -392,6 +440,8 @@ def main(argv=None) -> int:
         args.unet_lr,
         args.seed,
         Deadline(remaining),
+        ema_decay=args.ema,
+        warmup=args.warmup,
         stop_at=args.unet_stop_at,
     )
     unet_seconds = time.monotonic() - t0
@@ -406,7 +456,7 @@ def main(argv=None) -> int:
             "steps": vae_done,
             "seconds": round(vae_seconds, 1),
             "batch": args.vae_batch,
-            "width": args.vae_width,
+            "width": int(vae.config.block_out_channels[0]),
             "reconstruction_readback": vae_acc,
             "scaling_factor": scale,
         },
@@ -415,9 +465,10 @@ def main(argv=None) -> int:
             "planned_steps": args.unet_steps,
             "seconds": round(unet_seconds, 1),
             "batch": args.unet_batch,
-            "width": args.unet_width,
+            "width": int(unet.config.block_out_channels[0]),
             "lr": args.unet_lr,
-            "ema": 0.999,
+            "warmup": args.warmup,
+            "ema": args.ema,
             "params": sum(p.numel() for p in unet.parameters()),
         },
         "rendering": {
@@ -432,6 +483,14 @@ def main(argv=None) -> int:
         },
         "torch_threads": torch.get_num_threads(),
     }
+    if base is not None:
+        # the VAE is the base's, unchanged; the UNet starts from the base's weights
+        marker["vae"] = {**base_marker["vae"], "steps": 0, "from": "init_from"}
+        marker["init_from"] = {
+            "model": str(args.init_from),
+            "world": base_marker.get("world"),
+            "digest": model_digest(base),
+        }
     save_pipeline(Path(args.out), vae, ema_unet, noise_scheduler, text_encoder, tokenizer, marker)
     log.info("saved %s (%.0f s in all)", args.out, marker["train_seconds"])
     return 0
