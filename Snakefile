@@ -28,6 +28,20 @@ include: "rules/similarity.smk"
 include: "rules/analysis.smk"
 include: "rules/findings.smk"
 include: "rules/conditioning.smk"
+include: "rules/compare.smk"
+
+
+# A comparison (`compare:`): the new model's tree is this workflow run again, as a module with
+# the new model's config, so both trees are made, reused and resumed by the same rules.
+if COMPARED_CONFIG:
+
+    module compared_model:
+        snakefile:
+            "Snakefile"
+        config:
+            COMPARED_CONFIG
+
+    use rule * from compared_model exclude all, train_world, evaluate_world as compared_*
 
 
 # The reference worlds (training, evaluation, ground-truth validation) are a plug-in: their rules

@@ -22,6 +22,7 @@ from scalex.concepts import (
     check_analysis_references,
     load_concepts,
 )
+from scalex.errors import ConfigError, ModelError
 from scalex.io import audit_tree, other_code_note, read_vocabulary
 from scalex.steps.prompts import vocabulary_chunks, vocabulary_record
 from scalex.steps.similarity import full_similarity
@@ -30,6 +31,7 @@ from scalex.readouts import CONTROL, PUBLISHED, findings_readout
 from scalex import layout
 from scalex.config import (
     canonical_json,
+    compared_config,
     check_device,
     check_model_settings,
     check_model_source,
@@ -221,6 +223,59 @@ def descriptors_on():
     return ANALYSIS["descriptors"]["enabled"] and bool(descriptor_concepts())
 
 
+# -- a comparison with a second model (rules/compare.smk) ---------------------------------
+#: The new model's config (``compare:``; None without a comparison) and its results tree, which
+#: the Snakefile builds by running this workflow again as a module with that config.
+if config["compare"]:
+    try:  # the new model is checked as the audited one is, with its own key named
+        _compared = {**config, "model": config["compare"]["model"]}
+        check_model_settings(_compared, check_model_source(_compared["model"]["id"]))
+    except ModelError as err:
+        raise ModelError(f"compare.{err}") from None
+COMPARED_CONFIG = compared_config(config, base=workflow.basedir)
+COMPARED_TREE = results_tree(COMPARED_CONFIG) if COMPARED_CONFIG else None
+COMPARED_NAME = Path(COMPARED_TREE).name if COMPARED_CONFIG else None
+COMPARED_HASH = settings_hash(COMPARED_CONFIG) if COMPARED_CONFIG else None
+COMPARED_SETTINGS = extraction_settings(COMPARED_CONFIG) if COMPARED_CONFIG else None
+
+
+def compared(key, **wildcards):
+    """A path of the new model's tree."""
+    return layout.path(key, COMPARED_TREE, **wildcards)
+
+
+def diff_inputs(wildcards):
+    """Both models' sample votes and clusters (findings readout), the text control's votes, and
+    the activation shards of the descriptor concepts (their ranking is re-bootstrapped paired).
+    """
+    buckets = sorted({Path(s).stem for s in shards_for(descriptor_concepts())})
+    inputs = {
+        "base_votes": out("sample_votes", readout=FINDINGS_READOUT),
+        "new_votes": compared("sample_votes", readout=FINDINGS_READOUT),
+        "base_clusters": out(
+            "clusters", readout=FINDINGS_READOUT, variant=DECLARED_VARIANT
+        ),
+        "new_clusters": compared(
+            "clusters", readout=FINDINGS_READOUT, variant=DECLARED_VARIANT
+        ),
+        "base_shards": [out("activations", bucket=b) for b in buckets],
+        "new_shards": [compared("activations", bucket=b) for b in buckets],
+        "base_baseline": out("activations", bucket=BASELINE_ID),
+        "new_baseline": compared("activations", bucket=BASELINE_ID),
+    }
+    if CONTROL in READOUTS:
+        inputs["base_control"] = out("sample_votes", readout=CONTROL)
+        inputs["new_control"] = compared("sample_votes", readout=CONTROL)
+    return inputs
+
+
+if COMPARED_CONFIG and not descriptors_on():
+    raise ConfigError(
+        "compare: the findings compared are read from descriptor votes: set "
+        "concepts.descriptors (targets and axes) and analysis.descriptors.enabled"
+    )
+
+
 # -- findings (rules/findings.smk) -----------------------------------------------------------
 FINDINGS_READOUT, FINDINGS_VALIDATED = findings_readout(READOUTS)
 FINDINGS_REFERENCES = ANALYSIS["findings"]["references"]
@@ -264,10 +319,13 @@ def all_outputs():
         off.add("readouts_summary")
     if not VALIDATION:
         off |= {"validation", "validation_summary"}
+    if not descriptors_on():
+        off.add("comparison_descriptors")
     values = {
         "readout": READOUTS,
         "variant": CLUSTER_VARIANTS,
         "vocab": list(ANALYSIS["discovery"]["vocabularies"]),
+        "compared": [COMPARED_NAME] if COMPARED_CONFIG else [],
     }
     return layout.default_targets(TREE, layout.Plan(values, config, frozenset(off)))
 

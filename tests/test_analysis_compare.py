@@ -10,6 +10,7 @@ from scalex.analysis.compare import (
     benjamini_hochberg,
     bootstrap_p_value,
     cluster_changes,
+    pair_samples,
     share_differences,
 )
 
@@ -83,7 +84,7 @@ def test_a_small_paired_change_is_resolved():
 def test_unpaired_samples_are_refused_by_name():
     base = votes({"nurse": 0.9})
     new = base[base["seed"] != 3]
-    with pytest.raises(ValueError, match=r"seed 3, only in the base model"):
+    with pytest.raises(ValueError, match=r"seed position 3, only in the base model"):
         share_differences(base, new, AXES)
 
 
@@ -97,3 +98,52 @@ def test_cluster_changes_ignore_label_names_and_name_the_movers():
     assert ari < 1 and movers == ["c"]
     with pytest.raises(ValueError, match="different concepts"):
         cluster_changes(base, base.drop("a"))
+
+
+def described(rng, n_prompts=2, n_seeds=16, dim=12, lean=None):
+    """Paired differences of concepts and their described variants (P, S, 1, D): each concept
+    lies near its ``lean`` variant ("female-nurse") and far from the other."""
+    lean = lean or {}
+    axis = rng.normal(size=dim)
+    diffs, templates = {}, {}
+    for concept, value in lean.items():
+        shared = rng.normal(size=(n_prompts, n_seeds, 1, dim))
+        female = shared + axis + 0.3 * rng.normal(size=shared.shape)
+        male = shared - axis + 0.3 * rng.normal(size=shared.shape)
+        near = female if value == "female" else male
+        diffs[concept] = near + 0.3 * rng.normal(size=shared.shape)
+        diffs[f"female-{concept}"], diffs[f"male-{concept}"] = female, male
+    for name in diffs:
+        templates[name] = np.arange(n_prompts)
+    return diffs, templates
+
+
+def test_a_flipped_descriptor_ranking_is_flagged_and_an_unchanged_one_is_not():
+    from scalex.analysis.compare import margin_differences
+    from scalex.analysis.stats import as_concepts
+
+    diffs, templates = described(np.random.default_rng(0), lean={"nurse": "female", "chef": "male"})
+    flipped = dict(diffs)
+    # the new model draws nurses as men: the plain concept moves next to "male nurse"
+    flipped["nurse"] = diffs["male-nurse"] + 0.3 * np.random.default_rng(1).normal(
+        size=diffs["nurse"].shape
+    )
+    axes = {"gender": ["female", "male"]}
+    table = margin_differences(
+        as_concepts(diffs, templates), as_concepts(flipped, templates), ["nurse", "chef"], axes
+    ).set_index("concept")
+    nurse, chef = table.loc["nurse"], table.loc["chef"]
+    assert (nurse["top_base"], nurse["top_new"]) == ("female", "male")
+    assert nurse["base"] > 0 > nurse["new"] and nurse["ci_high"] < 0 and nurse["flagged"]
+    assert chef["top_base"] == chef["top_new"] == "male"
+    assert chef["difference"] == 0 and chef["p_value"] == 1 and not chef["flagged"]
+
+
+def test_samples_pair_by_seed_position_for_a_null_check_under_other_seeds():
+    """compare.seeds: the same model under other seeds pairs sample i with sample i."""
+    base = votes({"nurse": 0.9}, seed=0)
+    other = votes({"nurse": 0.9}, seed=1)
+    other["seed"] = other["seed"] + 16
+    paired = pair_samples(base, other)
+    assert len(paired) == len(base)
+    assert (paired["seed_new"] - paired["seed_base"] == 16).all()

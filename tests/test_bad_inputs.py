@@ -226,6 +226,18 @@ def _drop_column(table: str) -> str:
 HEADER = "id\tset\tterms\ttemplates\n"
 GOOD_ROWS = "doctor\tprofessions\tdoctor\t\nnurse\tprofessions\tnurse\t\n"
 
+
+def _compare(seeds=None):
+    """A comparison of the run's model with itself (under ``seeds`` when given)."""
+
+    def breaks(world: World, cfg: dict):
+        cfg["compare"] = {"model": {"id": str(world.model)}}
+        if seeds is not None:
+            cfg["compare"]["seeds"] = seeds
+
+    return breaks
+
+
 CASES = [
     # sampling
     Case("seed count float", _set("sampling.seeds", {"start": 0, "count": 4.0}), "sampling.seeds"),
@@ -366,6 +378,11 @@ CASES = [
     # a reference world's planted table, read when the workflow is parsed
     Case("world table rate out of range", _world_table(_rate), "world.tsv, line 2"),
     Case("world table column missing", _world_table(_drop_column), "world.tsv, line 1"),
+    # a comparison with a second model (compare:)
+    Case("compare model missing", _set("compare", {"model": {"id": "/no/such"}}), "compare.model"),
+    Case("compare seeds of another count", _compare(seeds=[5, 6, 7]), "compare.seeds"),
+    Case("compare the model with itself", _compare(), "compare.model"),
+    Case("compare without descriptors", _compare(seeds=[2, 3]), "concepts.descriptors"),
     # results path and config files
     Case("results path is a file", _results_is_a_file(below=False), "a-file"),
     Case("results path below a file", _results_is_a_file(below=True), "a-file"),

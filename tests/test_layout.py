@@ -55,8 +55,9 @@ def _template_regex(template: str) -> re.Pattern:
 
 
 def test_every_file_of_a_run_is_in_the_registry(tmp_path, tiny_models):
-    """The DAG of a run with every analysis on: each output is an entry of OUTPUTS, written by
-    the rule the entry names, and the default target is ``default_targets``."""
+    """The DAG of a run with every analysis on and a comparison (the same model under other
+    seeds): each output of both trees is an entry of OUTPUTS, written by the rule the entry names
+    (in the new model's tree, the same rule imported as ``compared_<rule>``)."""
     sheet = write_sheet(tmp_path / "concepts.tsv", [*CONCEPT_ROWS, ("man", "genders", "man")])
     vocabulary = tmp_path / "vocab.txt"
     vocabulary.write_text("cat\ndog\n")
@@ -66,7 +67,10 @@ def test_every_file_of_a_run_is_in_the_registry(tmp_path, tiny_models):
         analysis={"defaults": {"gender": {"targets": ["professions"], "pair": ["woman", "man"]}},
                   "discovery": {"vocabularies": {"things": {"file": str(vocabulary), "seeds": 1}},
                                 "queries": {"doc": {"positive": ["doctor"]}}}},
+        concepts={"descriptors": {"targets": ["professions"],
+                                  "axes": {"gender": ["female", "male"]}}},
     )  # fmt: skip
+    cfg["compare"] = {"model": {"id": str(tiny_models["sd1"])}, "seeds": [2, 3]}
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(cfg))
     proc = subprocess.run(
@@ -82,14 +86,16 @@ def test_every_file_of_a_run_is_in_the_registry(tmp_path, tiny_models):
         tree, _, rel = row[0].partition("/")[2].partition("/")
         matches = [k for k, rx in patterns.items() if rx.fullmatch(rel)]
         assert matches, f"{rel} is not in scalex.layout.OUTPUTS"
-        assert row[2] in {layout.OUTPUTS[k].rule for k in matches}, (rel, row[2])
+        rule = row[2].removeprefix("compared_")
+        assert rule in {layout.OUTPUTS[k].rule for k in matches}, (rel, row[2])
     written = {row[2] for row in rows}
-    assert {"extract", "directions", "similarity", "defaults", "discovery"} <= written
+    assert {"extract", "directions", "similarity", "defaults", "discovery", "diff"} <= written
+    assert {"compared_extract", "compared_descriptors", "compared_clusters"} <= written
 
 
 def test_default_targets_expand_every_target_output_not_switched_off():
     cfg = {"analysis": {"defaults": {"gender": {}, "age": {}}, "steering": {}, "projection": {}}}
-    values = {"readout": ["prompt", "text"], "variant": ["raw"], "vocab": []}
+    values = {"readout": ["prompt", "text"], "variant": ["raw"], "vocab": [], "compared": []}
     off = frozenset({"similarity_table", "validation", "validation_summary"})
     targets = layout.default_targets("T", layout.Plan(values, cfg, off))
     assert "T/text/analysis/defaults/age/bias.tsv" in targets
@@ -98,3 +104,6 @@ def test_default_targets_expand_every_target_output_not_switched_off():
     assert len(targets) == len(set(targets))
     on = layout.default_targets("T", layout.Plan(values, cfg))
     assert "T/validation/summary.tsv" in on and "T/text/similarity/similarity.tsv" in on
+    assert not [t for t in on if "/compare/" in t]  # no comparison without compare:
+    compared = layout.default_targets("T", layout.Plan({**values, "compared": ["new-1"]}, cfg))
+    assert {"T/compare/new-1/diff.tsv", "T/compare/new-1/summary.json"} <= set(compared)

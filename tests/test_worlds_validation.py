@@ -1,4 +1,5 @@
-"""scalex finds what each committed world's model generates, and the worlds discriminate.
+"""scalex finds what each committed world's model generates, and the worlds discriminate; a
+comparison of two models finds the changes a known fine-tune made, and no more.
 
 Runs the README's validation command (the real Snakemake workflow on every committed world, the
 demo config, every readout) and fails when the rule of docs/validation.md does not hold: clusters
@@ -16,13 +17,15 @@ import pandas as pd
 import pytest
 from scalex_refworld import world as W
 from scalex_refworld.validate import TARGETS
+from scalex_refworld.validate_comparisons import PAIRS
+from scalex_refworld.validate_comparisons import TARGETS as CMP_TARGETS
 from scalex_refworld.validate_worlds import DISCRIMINATING, GENDER_MARGIN, VALIDATED
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(len(W.committed_worlds()) < 7, reason="the world models are not committed")
+@pytest.mark.skipif(len(W.committed_worlds()) < 9, reason="the world models are not committed")
 def test_every_world_meets_its_targets_and_the_text_control_does_not(tmp_path):
     out = tmp_path / "worlds"
     cmd = [sys.executable, "-m", "scalex_refworld.validate_worlds", "--out", str(out), "--check"]
@@ -31,6 +34,7 @@ def test_every_world_meets_its_targets_and_the_text_control_does_not(tmp_path):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
     table = pd.read_csv(out / "summary.tsv", sep="\t")
     worlds = {"stereotyped", "opposed", "scrambled", "heldout", "heldout2", "heldout3", "heldout4"}
+    worlds |= {"stereotyped-ft", "stereotyped-ft-seed1"}
     assert set(table["world"]) == worlds == set(W.committed_worlds())
     assert set(table["readout"]) == {"content", "prompt", "text"}
     for metric, readouts in VALIDATED.items():
@@ -48,3 +52,20 @@ def test_every_world_meets_its_targets_and_the_text_control_does_not(tmp_path):
         rows = text[text["world"] == world]
         assert (rows["value"] < rows["target"]).any(), f"text control passes on {world}"
     assert (out / "summary.md").read_text().startswith("| world | readout |")
+
+    # the two-model comparison on world pairs whose changes are known, reusing the trees above
+    cmd = [sys.executable, "-m", "scalex_refworld.validate_comparisons", "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    pairs = pd.read_csv(out / "comparisons.tsv", sep="\t").set_index("pair")
+    assert list(pairs.index) == [p.name for p in PAIRS]
+    ft = pairs.loc["fine-tune"]
+    assert ft["moved"] >= 3 and ft["still"] >= 10, "the fine-tune pair must have known changes"
+    # the declared targets met with the demo config (docs/validation.md, "Comparing two models")
+    assert ft["false_flags"] <= CMP_TARGETS["false_flags"] and ft["ari"] >= CMP_TARGETS["ari"]
+    assert ft["text_max_change"] == 0  # one text encoder: no flag can come from it
+    assert pairs.loc["opposed", "recall"] >= CMP_TARGETS["recall"]
+    for null in ("null: seeds", "null: retrain"):
+        assert pairs.loc[null, "flagged"] <= max(1, pairs.loc[null, "null_limit"]), null
+    # missed with the demo's 16 seeds, reported (not held): the fine-tune pair's recall and rho
+    assert 0 <= ft["recall"] <= 1 and -1 <= ft["rho"] <= 1

@@ -7,6 +7,7 @@
     res.bias("gender", readout="text")   # the same analysis on the text-encoder control
     res.similarity()              # concept x concept cosine matrix
     res.activations("nurse")      # (prompt, seed, step, channel) array of one concept
+    res.comparison()              # with `compare:`: both models' findings, paired differences
 
 Every read goes through the same checks as the workflow (format, completeness, one settings
 hash for the whole tree), so a notebook cannot silently mix results of different runs.
@@ -101,6 +102,42 @@ class Results:
                 raise StoreError(f"{path}: no axis {axis!r} (axes: {sorted(set(table['axis']))})")
             table = table[table["axis"] == axis].reset_index(drop=True)
         return table
+
+    def comparisons(self) -> list[str]:
+        """The new models' trees this tree was compared with (``compare/<tree>/``)."""
+        folder = self.tree / "compare"
+        return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
+    def comparison(self, compared: str | None = None, finding: str = "share") -> pd.DataFrame:
+        """A comparison with a second model (config ``compare:``): per concept and identity
+        axis, the finding in the base model (this tree) and the new one, the paired difference
+        with its bootstrap CI, p- and q-value and ``flagged``. ``finding``: ``share`` (the
+        estimated identity shares, ``diff.tsv``), ``descriptors`` (the descriptor ranking) or
+        ``clusters``. ``compared``: the new model's tree name, needed when there are several."""
+        keys = {"share": "comparison", "descriptors": "comparison_descriptors"}
+        keys["clusters"] = "comparison_clusters"
+        if finding not in keys:
+            raise ValueError(f"finding must be one of {sorted(keys)}, not {finding!r}")
+        if compared is None:
+            found = self.comparisons()
+            if len(found) != 1:
+                raise StoreError(
+                    f"{self.tree}: {len(found)} comparisons ({', '.join(found) or 'none'}): "
+                    "name one with compared="
+                )
+            compared = found[0]
+        return self.table(keys[finding], compared=compared)
+
+    def comparison_summary(self, compared: str | None = None) -> dict[str, Any]:
+        """A comparison's summary: both trees and model digests, the pairing, the FDR, how many
+        changes were flagged, and the clusters' adjusted Rand index."""
+        from scalex.io import read_json
+
+        compared = compared or (self.comparisons() or [""])[0]
+        path = self.path("comparison_summary", compared=compared)
+        if not path.is_file():
+            raise StoreError(f"{path}: not produced yet (run the workflow with compare:)")
+        return read_json(path)
 
     def bias(self, name: str, step: str | int = "all", readout: str | None = None) -> pd.DataFrame:
         """Defaults analysis ``name``: the published SCALEX cosine score and its CI per concept at

@@ -126,6 +126,32 @@ def validate_config(cfg: dict[str, Any], base: str | Path = ".") -> dict[str, An
     return cfg
 
 
+def compared_config(cfg: dict[str, Any], base: str | Path = ".") -> dict[str, Any] | None:
+    """The config of a comparison's new model (``compare:``): this validated config with the
+    model (and the seeds, when given) replaced and no ``compare`` section, validated; None when
+    there is no comparison. The two must differ, and sample as many seeds."""
+    spec = cfg.get("compare")
+    if not spec:
+        return None
+    new = copy.deepcopy(cfg)
+    new.pop("compare")
+    new["model"] = copy.deepcopy(spec["model"])
+    if spec.get("seeds") is not None:
+        new["sampling"]["seeds"] = copy.deepcopy(spec["seeds"])
+        if len(seeds(new)) != len(seeds(cfg)):
+            raise ConfigError(
+                f"compare.seeds has {len(seeds(new))} seeds but sampling.seeds has "
+                f"{len(seeds(cfg))}: samples pair by seed position, so they must be as many"
+            )
+    new = validate_config(new, base=base)
+    if results_tree(new) == results_tree(cfg):
+        raise ConfigError(
+            "compare.model is the audited model with the same seeds: nothing to compare (give "
+            "another model, or compare.seeds for a null check)"
+        )
+    return new
+
+
 #: seeds are stored as int64 and fed to torch.Generator.manual_seed
 MAX_SEED = 2**63 - 1
 

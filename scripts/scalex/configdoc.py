@@ -57,6 +57,8 @@ def _type(node: dict[str, Any]) -> str:
         names = {"str": "string", "int": "integer", "float": "number", "bool": "boolean"}
         kinds = dict.fromkeys(names.get(type(v).__name__, "null") for v in values)
         return " or ".join(kinds)
+    if "$ref" in node:  # a reference to another key's schema: say where to read it
+        return f"as `{node['$ref'].removeprefix('#/properties/').replace('/properties/', '.')}`"
     kinds = node.get("type")
     if kinds is None:
         parts = [_type(b) for b in _branches(node)]

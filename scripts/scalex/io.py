@@ -585,6 +585,16 @@ def read_tsv(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, sep="\t")
 
 
+def write_json(value: Any, path: str | Path) -> None:
+    """A JSON document (sorted keys, indented), written atomically."""
+    atomic_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    """A document written by :func:`write_json`."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
 def read_reference_table(path: str | Path) -> pd.DataFrame:
     """A user's reference table, CSV or TSV (the separator is sniffed)."""
     import pandas as pd

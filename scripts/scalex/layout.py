@@ -58,6 +58,7 @@ WILDCARDS = {
     "bucket": rf"b[0-9]{{4}}|{BASELINE}",
     "readout": "|".join(READOUTS),
     "variant": "|".join(CLUSTER_VARIANTS),
+    "compared": r"[A-Za-z0-9_.-]+",
 }
 
 
@@ -289,6 +290,41 @@ OUTPUTS: dict[str, Output] = {
         "validation_summary",
         "all readouts' ground-truth figures",
         target=True,
+    ),
+    "comparison": Output(
+        "compare/{compared}/diff.tsv",
+        "diff",
+        "**with `compare:`**, against the new model's tree `<compared>`: per concept, identity "
+        "axis and first value, the estimated share in both models (validated readout), the "
+        "paired difference new - base with its bootstrap CI, p- and Benjamini-Hochberg q-value, "
+        "`flagged` (q <= `compare.fdr`) and the text control's difference",
+        target=True,
+    ),
+    "comparison_descriptors": Output(
+        "compare/{compared}/descriptors.tsv",
+        "diff",
+        "the descriptor ranking of both models (the top value, the first value's margin) with "
+        "the paired difference, CI, q-value and flag",
+        target=True,
+    ),
+    "comparison_clusters": Output(
+        "compare/{compared}/clusters.tsv",
+        "diff",
+        "each concept's cluster in both models (the new clusters matched to the base's) and "
+        "whether it moved",
+    ),
+    "comparison_summary": Output(
+        "compare/{compared}/summary.json",
+        "diff",
+        "both trees and model digests, the pairing, the FDR, the flag counts and the clusters' "
+        "adjusted Rand index",
+        target=True,
+    ),
+    "comparison_figure": Output(
+        "compare/{compared}/{axis}.png",
+        "diff",
+        "dumbbell figure of one axis: base -> new share per concept with the CI of the "
+        "difference, flagged changes marked",
     ),
     "reuse": Output(
         "reuse/",

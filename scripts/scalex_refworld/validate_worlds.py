@@ -63,7 +63,8 @@ def run_world(world: str, base: dict, out: Path, cores: int, extra: list[str]) -
 
     folder = out / world
     folder.mkdir(parents=True, exist_ok=True)
-    cfg = world_config(base, world, folder)
+    # every world's tree in one results folder, where validate_comparisons finds them
+    cfg = world_config(base, world, out / "trees")
     config_path = folder / "config.yaml"
     config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     tree = results_tree(validate_config(cfg, base=ROOT))

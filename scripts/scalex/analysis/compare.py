@@ -34,8 +34,25 @@ DIFF_COLUMNS = [
     "samples",
     "resampled",
 ]
-#: The columns of ``sample_votes.tsv`` that identify a sample across models.
-SAMPLE_KEY = ["concept", "axis", "prompt", "seed"]
+#: The columns of ``sample_votes.tsv`` that pair a sample with its counterpart: the same
+#: concept, axis, prompt and seed position (the same seed, unless ``compare.seeds`` is set).
+SAMPLE_KEY = ["concept", "axis", "prompt", "prompt_index", "template_index", "seed_index"]
+MARGIN_COLUMNS = [
+    "concept",
+    "axis",
+    "value",
+    "top_base",
+    "top_new",
+    "base",
+    "new",
+    "difference",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "q_value",
+    "flagged",
+    "resampled",
+]
 
 
 def benjamini_hochberg(p_values: Sequence[float]) -> np.ndarray:
@@ -64,9 +81,13 @@ def pair_samples(base: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     """The two models' per-sample votes side by side (``vote_base``, ``vote_new``), one row per
     (concept, axis, prompt, seed). Both must hold the same samples: a comparison whose prompts
     or seeds differ would not be paired, so the first unmatched sample is named."""
-    keys = SAMPLE_KEY + ["prompt_index", "template_index", "seed_index"]
-    merged = base[keys + ["vote"]].merge(
-        new[keys + ["vote"]], on=keys, how="outer", suffixes=("_base", "_new"), indicator=True
+    keys = SAMPLE_KEY
+    merged = base[keys + ["seed", "vote"]].merge(
+        new[keys + ["seed", "vote"]],
+        on=keys,
+        how="outer",
+        suffixes=("_base", "_new"),
+        indicator=True,
     )
     lonely = merged[merged["_merge"] != "both"]
     if not lonely.empty:
@@ -74,10 +95,18 @@ def pair_samples(base: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
         side = "the base model" if row["_merge"] == "left_only" else "the new model"
         raise ValueError(
             f"{len(lonely)} samples are not in both models, e.g. {row['concept']!r} "
-            f"({row['axis']}), prompt {row['prompt']!r}, seed {row['seed']}, only in {side}: "
+            f"({row['axis']}), prompt {row['prompt']!r}, seed position {row['seed_index']}, "
+            f"only in {side}: "
             "compare runs with the same concepts, templates and seeds"
         )
     return merged.drop(columns="_merge")
+
+
+def flag(table: pd.DataFrame, fdr: float) -> pd.DataFrame:
+    """``q_value`` (Benjamini-Hochberg across the table's rows) and ``flagged`` (q <= fdr)."""
+    table["q_value"] = benjamini_hochberg(table["p_value"].to_numpy())
+    table["flagged"] = table["q_value"] <= fdr
+    return table
 
 
 def share_differences(
@@ -122,9 +151,58 @@ def share_differences(
     table = pd.DataFrame(rows)
     if table.empty:
         return pd.DataFrame(columns=DIFF_COLUMNS)
-    table["q_value"] = benjamini_hochberg(table["p_value"].to_numpy())
-    table["flagged"] = table["q_value"] <= fdr
-    return table[DIFF_COLUMNS]
+    return flag(table, fdr)[DIFF_COLUMNS]
+
+
+def margin_differences(
+    base: Mapping[str, object],
+    new: Mapping[str, object],
+    concepts: Sequence[str],
+    axes: Mapping[str, Sequence[str]],
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    fdr: float = 0.05,
+) -> pd.DataFrame:
+    """The descriptor ranking of both models, per concept and axis: the margin of the axis's
+    first value (its alignment minus the best other value's; above 0 when it ranks first), its
+    difference new - base with a paired bootstrap CI and p-value, BH q-values across the table,
+    and the top value in each model. ``base``/``new``: each model's concept data
+    (:func:`scalex.analysis.stats.as_concepts`), with the same concepts, templates and seeds, so
+    both get the same resample."""
+    from scalex.analysis.descriptors import alignment_replicates
+    from scalex.analysis.stats import PairedBootstrap, template_groups
+
+    layout, align_base = alignment_replicates(base, concepts, axes, n_boot=n_boot, seed=seed)
+    _, align_new = alignment_replicates(new, concepts, axes, n_boot=n_boot, seed=seed)
+    rows = []
+    for c, axis, named in layout:
+        margins = {}
+        for side, align in (("base", align_base[(c, axis)]), ("new", align_new[(c, axis)])):
+            others = align[:, 1:].max(axis=1) if align.shape[1] > 1 else np.zeros(len(align))
+            margins[side] = align[:, 0] - others
+        diff = margins["new"] - margins["base"]
+        lo, hi = percentile_ci(diff[1:], level)
+        groups = template_groups(base[c].templates, base[c].n_prompts)
+        rows.append(
+            {
+                "concept": c,
+                "axis": axis,
+                "value": named[0][0],
+                "top_base": named[int(np.nanargmax(align_base[(c, axis)][0]))][0],
+                "top_new": named[int(np.nanargmax(align_new[(c, axis)][0]))][0],
+                "base": float(margins["base"][0]),
+                "new": float(margins["new"][0]),
+                "difference": float(diff[0]),
+                "ci_low": float(lo),
+                "ci_high": float(hi),
+                "p_value": bootstrap_p_value(diff[1:], float(diff[0])),
+                "resampled": PairedBootstrap.resampled(int(groups.max()) + 1),
+            }
+        )
+    if not rows:
+        return pd.DataFrame(columns=MARGIN_COLUMNS)
+    return flag(pd.DataFrame(rows), fdr)[MARGIN_COLUMNS]
 
 
 def cluster_changes(base: pd.Series, new: pd.Series) -> tuple[float, list[str]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -73,30 +74,15 @@ def descriptor_alignment(
     - ``p_top1``: share of replicates in which the value ranks first.
     """
     data = as_concepts(diffs, templates)
-    layout: list[tuple[str, str, list[tuple[str, str]]]] = []
-    pairs = []
-    for c in dict.fromkeys(concepts):
-        for axis, values in axes.items():
-            values = list(dict.fromkeys(values))
-            if not values:
-                raise ValueError(f"descriptor axis {axis!r} has no values")
-            named = [(v, name_format.format(descriptor=v, concept=c)) for v in values]
-            missing = [n for n in [c, *(n for _, n in named)] if n not in data]
-            if missing:
-                raise KeyError(f"no diffs for {missing} (axis {axis!r}, concept {c!r})")
-            layout.append((c, axis, named))
-            pairs += [(c, n) for _, n in named]
-    if not pairs:
+    layout, align_of = alignment_replicates(
+        data, concepts, axes, name_format, steps, n_boot, seed, max_bytes
+    )
+    if not layout:
         return pd.DataFrame(columns=DESCRIPTOR_COLUMNS)
-    involved = {n for pair in pairs for n in pair}
-    n_seeds, _, _ = _check_compatible({n: data[n] for n in involved})
-    boot = PairedBootstrap(n_seeds=n_seeds, n_boot=n_boot, seed=seed)
-    dots = bootstrap_dots(boot, data, pairs, steps=steps, max_bytes=max_bytes)
 
     rows = []
     for c, axis, named in layout:
-        # (n_boot + 1, V): pooled-step alignment of each value; row 0 is the full sample.
-        align = np.stack([cosine_from_dots(dots, c, n)[:, -1] for _, n in named], axis=1)
+        align = align_of[(c, axis)]
         lo, hi = percentile_ci(align[1:], level)
         filled = np.nan_to_num(align, nan=-np.inf)
         order = np.lexsort((np.arange(len(named)), -filled[0]))
@@ -135,6 +121,50 @@ def descriptor_alignment(
     df = df.sort_values(["_b", "rank"], kind="stable").drop(columns="_b").reset_index(drop=True)
     df.attrs.update({"level": level, "n_boot": n_boot, "seed": seed, "name_format": name_format})
     return df
+
+
+Layout = list[tuple[str, str, list[tuple[str, str]]]]
+
+
+def alignment_replicates(
+    data: Mapping[str, Any],
+    concepts: Sequence[str],
+    axes: Mapping[str, Sequence[str]],
+    name_format: str = DEFAULT_NAME_FORMAT,
+    steps: Steps = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> tuple[Layout, dict[tuple[str, str], np.ndarray]]:
+    """Per (concept, axis): the ``(n_boot + 1, V)`` pooled-step alignment of each value (row 0:
+    the full sample), and the layout ``(concept, axis, [(value, described concept)])``.
+
+    The resample depends only on the seed count, the templates and ``seed``: two models with the
+    same concepts, templates and seeds get the same one (a comparison's pairing).
+    """
+    layout: Layout = []
+    pairs = []
+    for c in dict.fromkeys(concepts):
+        for axis, values in axes.items():
+            values = list(dict.fromkeys(values))
+            if not values:
+                raise ValueError(f"descriptor axis {axis!r} has no values")
+            named = [(v, name_format.format(descriptor=v, concept=c)) for v in values]
+            missing = [n for n in [c, *(n for _, n in named)] if n not in data]
+            if missing:
+                raise KeyError(f"no diffs for {missing} (axis {axis!r}, concept {c!r})")
+            layout.append((c, axis, named))
+            pairs += [(c, n) for _, n in named]
+    if not pairs:
+        return layout, {}
+    involved = {n for pair in pairs for n in pair}
+    n_seeds, _, _ = _check_compatible({n: data[n] for n in involved})
+    boot = PairedBootstrap(n_seeds=n_seeds, n_boot=n_boot, seed=seed)
+    dots = bootstrap_dots(boot, data, pairs, steps=steps, max_bytes=max_bytes)
+    return layout, {
+        (c, axis): np.stack([cosine_from_dots(dots, c, n)[:, -1] for _, n in named], axis=1)
+        for c, axis, named in layout
+    }
 
 
 def top_descriptors(table: pd.DataFrame) -> pd.DataFrame:

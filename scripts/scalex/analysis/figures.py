@@ -1073,3 +1073,78 @@ def steering_grid(
         images, alphas, seeds, prompt, positive, negative, readout, unit, scale, max_seeds
     )
     return _save(fig, path)
+
+
+def comparison_plot(
+    table: pd.DataFrame, axis: str, readout: str, validated: bool = True, fdr: float = 0.05
+) -> Figure:
+    """The figure :func:`comparison_figure` saves (same arguments, less ``path``)."""
+    rows = table[table["axis"] == axis]
+    if rows.empty:
+        raise ValueError(f"comparison_figure: no rows for axis {axis!r}")
+    rows = rows.sort_values(["difference", "concept"], kind="stable")
+    n = len(rows)
+    first = str(rows["value"].iloc[0])
+    base, new = rows["base"].to_numpy(float), rows["new"].to_numpy(float)
+    low = base + rows["ci_low"].to_numpy(float)
+    high = base + rows["ci_high"].to_numpy(float)
+    flagged = rows["flagged"].astype(bool).to_numpy()
+    fig = Figure(figsize=(7.5, max(3.0, 0.3 * n + 2.4)), layout="constrained")
+    ax = fig.add_subplot()
+    y = np.arange(n)
+    changed, unchanged = PALETTE[5], NEUTRAL
+    for i in range(n):
+        colour = changed if flagged[i] else unchanged
+        ax.plot(
+            [base[i], new[i]], [y[i], y[i]], color=colour, lw=2.2, zorder=2, solid_capstyle="butt"
+        )
+        ax.plot([low[i], high[i]], [y[i] + 0.22] * 2, color=colour, lw=1.0, zorder=2)
+        for edge in (low[i], high[i]):
+            ax.plot([edge, edge], [y[i] + 0.14, y[i] + 0.30], color=colour, lw=1.0, zorder=2)
+    ax.scatter(base, y, s=42, facecolors="white", edgecolors="#333333", lw=1.2, zorder=3)
+    ax.scatter(
+        new, y, s=42, c=[changed if f else unchanged for f in flagged], edgecolors="#333333",
+        lw=0.6, zorder=4,
+    )  # fmt: skip
+    ax.set_yticks(
+        y, [f"{c} *" if f else str(c) for c, f in zip(rows["concept"], flagged, strict=True)]
+    )
+    for label, f in zip(ax.get_yticklabels(), flagged, strict=True):
+        if f:
+            label.set_fontweight("bold")
+    ax.set_ylim(-0.7, n - 0.3)
+    ax.set_xlim(0, 1)
+    ax.axvline(0.5, color="#555555", lw=0.9, ls="--", zorder=1)
+    ax.set_xlabel(f"share of generated samples showing '{first}'")
+    ax.grid(axis="x", color="#dddddd", lw=0.6)
+    ax.set_axisbelow(True)
+    handles = [
+        Line2D([], [], ls="", marker="o", mfc="white", mec="#333333", label="base model"),
+        Line2D([], [], ls="", marker="o", mfc=unchanged, mec="#333333", label="new model"),
+        Line2D([], [], color=changed, lw=2.2, label=f"flagged change * (q <= {fdr:g})"),
+        Line2D([], [], color=unchanged, lw=1.0, label="base + 95% paired CI of the difference"),
+    ]
+    fig.legend(handles=handles, fontsize=7, loc="outside lower center", ncols=2, frameon=False)
+    where = f"{readout} readout " + ("(validated)" if validated else "(NOT validated)")
+    resampled = str(rows["resampled"].iloc[0]).replace("+", " and ") if "resampled" in rows else ""
+    ax.set_title(
+        f"{axis}: base -> new share per concept — {where}\n{int(flagged.sum())} of {n} changes "
+        f"flagged; paired bootstrap over {resampled}, Benjamini-Hochberg across all pairs",
+        fontsize=10,
+    )
+    return fig
+
+
+def comparison_figure(
+    table: pd.DataFrame,
+    axis: str,
+    path: str | Path,
+    readout: str,
+    validated: bool = True,
+    fdr: float = 0.05,
+) -> Path:
+    """A comparison's dumbbell figure for one identity axis: per concept, the base model's share
+    (hollow) and the new model's (filled), joined; the paired CI of the difference drawn from the
+    base share; flagged changes in colour, bold and starred. ``table`` is the comparison's
+    ``diff.tsv`` (:func:`scalex.analysis.compare.share_differences`)."""
+    return _save(comparison_plot(table, axis, readout, validated, fdr), path)
