@@ -110,19 +110,19 @@ def table():
 def test_committed_worlds_are_all_there():
     """Every committed model within the size budget; the fine-tunes share their base's VAE."""
     assert WORLDS == [
-        "heldout", "heldout2", "heldout3", "heldout4", "opposed", "scrambled", "stereotyped",
-        "stereotyped-ft", "stereotyped-ft-seed1",
+        "heldout", "heldout2", "heldout2-ft", "heldout3", "heldout4", "opposed", "scrambled",
+        "stereotyped", "stereotyped-ft", "stereotyped-ft-seed1",
     ]  # fmt: skip
     for name in WORLDS:
         size = sum(f.stat().st_size for f in W.world_model(name).rglob("*") if f.is_file())
         assert size <= 20e6, name
-    base = W.world_model("stereotyped") / "vae" / "diffusion_pytorch_model.safetensors"
-    for name in ("stereotyped-ft", "stereotyped-ft-seed1"):
-        tuned = W.world_model(name)
-        assert json.loads((tuned / MARKER).read_text())["init_from"]["world"] == "stereotyped"
-        assert (
-            tuned / "vae" / "diffusion_pytorch_model.safetensors"
-        ).read_bytes() == base.read_bytes()
+    weights = Path("vae") / "diffusion_pytorch_model.safetensors"
+    tuned = {"stereotyped-ft": "stereotyped", "stereotyped-ft-seed1": "stereotyped"}
+    tuned["heldout2-ft"] = "heldout2"
+    for name, base in tuned.items():
+        model = W.world_model(name)
+        assert json.loads((model / MARKER).read_text())["init_from"]["world"] == base
+        assert (model / weights).read_bytes() == (W.world_model(base) / weights).read_bytes()
 
 
 @pytest.mark.parametrize(
@@ -397,3 +397,22 @@ def test_heldout_world_draws_follow_the_procedure(tmp_path):
     # the committed held-out tables are their seeds' draws
     assert W.world_table("heldout3").read_text() == H.draw(1129)
     assert W.world_table("heldout4").read_text() == H.draw(1203)
+
+
+def test_heldout_fine_tune_tables_change_four_women_rates_and_one_age_rate():
+    """A held-out fine-tune's table is drawn from its seed: its base's table with four
+    professions' P(woman) set to 0.5 and one profession's P(old) flipped, nothing else."""
+    from scalex_refworld import heldout_world as H
+
+    text = H.draw_fine_tune("heldout2", 20261203)
+    assert text == H.draw_fine_tune("heldout2", 20261203)
+    assert W.world_table("heldout2-ft").read_text() == text  # the committed one is its draw
+    base = W.load_world("heldout2").rates
+    tuned = W.load_world("heldout2-ft").rates
+    assert set(base) == set(tuned)
+    women = [p for p in base if tuned[p]["p_woman"] != base[p]["p_woman"]]
+    assert len(women) <= 4 and all(tuned[p]["p_woman"] == 0.5 for p in women)
+    assert sum(tuned[p]["p_woman"] == 0.5 for p in tuned) >= 4
+    old = [p for p in base if tuned[p]["p_old"] != base[p]["p_old"]]
+    assert len(old) == 1 and tuned[old[0]]["p_old"] == pytest.approx(1 - base[old[0]]["p_old"])
+    assert all(tuned[p]["p_rich"] == base[p]["p_rich"] for p in base)

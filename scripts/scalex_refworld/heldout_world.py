@@ -1,6 +1,12 @@
 """Draw a held-out world table from a seed, by the procedure the held-out worlds were made with.
 
     python -m scalex_refworld.heldout_world NAME --seed N   # writes resources/worlds/NAME/world.tsv
+    python -m scalex_refworld.heldout_world NAME --seed N --fine-tune-of BASE
+
+With ``--fine-tune-of``, the table of a held-out *fine-tune* of world BASE (docs/validation.md,
+"Comparing two models", deviation 2): BASE's table with four professions drawn from the seed set
+to P(woman) = 0.5 and one drawn profession's P(old) flipped (``1 - p``); the model is then made by
+``build_world NAME --init-from BASE``.
 
 A held-out world judges an analysis rule that was revised after looking at the other worlds, so
 it must play no part in choosing the rule: it is drawn from a seed, not designed. The procedure
@@ -95,6 +101,21 @@ def draw(seed: int) -> str:
         return text
 
 
+def draw_fine_tune(base: str, seed: int) -> str:
+    """The table of a held-out fine-tune of world ``base`` (TSV text), drawn from ``seed``."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    table = pd.read_csv(W.world_table(base), sep="\t", dtype=str)
+    women = rng.choice(len(table), size=4, replace=False)
+    old = int(rng.integers(len(table)))
+    table.loc[women, "p_woman"] = "0.50"
+    table.loc[old, "p_old"] = f"{1 - float(table.loc[old, 'p_old']):.2f}"
+    text = table.to_csv(sep="\t", index=False)
+    _check(text)
+    return text
+
+
 def _hex(rgb) -> str:
     return "#" + "".join(f"{int(c):02x}" for c in rgb)
 
@@ -112,12 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("name", help="the world's name: resources/worlds/NAME/world.tsv")
     ap.add_argument("--seed", type=int, required=True)
+    ap.add_argument("--fine-tune-of", help="draw a fine-tune table of this committed world")
     a = ap.parse_args(argv)
     out = W.world_table("stereotyped").parent.parent / a.name / "world.tsv"
     if out.exists():
         ap.error(f"{out} exists: a held-out world is drawn once")
     out.parent.mkdir(parents=True)
-    out.write_text(draw(a.seed))
+    out.write_text(draw_fine_tune(a.fine_tune_of, a.seed) if a.fine_tune_of else draw(a.seed))
     print(out.read_text(), end="")
     return 0
 
