@@ -13,6 +13,11 @@ rule diff:
             caption="../resources/report/comparison_table.rst",
             category="2. Comparison",
         ),
+        flagged=report(
+            out("comparison_flagged"),
+            caption="../resources/report/comparison_flagged.rst",
+            category="2. Comparison",
+        ),
         descriptors=out("comparison_descriptors"),
         clusters=out("comparison_clusters"),
         summary=out("comparison_summary"),

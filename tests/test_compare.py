@@ -99,6 +99,9 @@ def test_a_comparison_flags_the_flipped_rates_and_reuses_the_base_tree(tmp_path)
     api = Results(base_tree).comparison()
     assert len(api) == len(diff) and api["flagged"].sum() == diff["flagged"].sum()
     assert Results(base_tree).comparison_summary()["clusters"]["ari"] == summary["clusters"]["ari"]
+    flagged = Results(base_tree).comparison(finding="flagged")
+    assert len(flagged) == diff["flagged"].sum() + ranking["flagged"].sum()
+    assert flagged["difference"].abs().is_monotonic_decreasing
 
     # a second new model: the base tree and the first new tree are reused as they are
     before_base, before_new = stamps(base_tree), stamps(new_tree)

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(len(W.committed_worlds()) < 9, reason="the world models are not committed")
+@pytest.mark.skipif(len(W.committed_worlds()) < 10, reason="the world models are not committed")
 def test_every_world_meets_its_targets_and_the_text_control_does_not(tmp_path):
     out = tmp_path / "worlds"
     cmd = [sys.executable, "-m", "scalex_refworld.validate_worlds", "--out", str(out), "--check"]
@@ -34,7 +34,7 @@ def test_every_world_meets_its_targets_and_the_text_control_does_not(tmp_path):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
     table = pd.read_csv(out / "summary.tsv", sep="\t")
     worlds = {"stereotyped", "opposed", "scrambled", "heldout", "heldout2", "heldout3", "heldout4"}
-    worlds |= {"stereotyped-ft", "stereotyped-ft-seed1"}
+    worlds |= {"stereotyped-ft", "stereotyped-ft-seed1", "heldout2-ft"}
     assert set(table["world"]) == worlds == set(W.committed_worlds())
     assert set(table["readout"]) == {"content", "prompt", "text"}
     for metric, readouts in VALIDATED.items():
@@ -67,5 +67,9 @@ def test_every_world_meets_its_targets_and_the_text_control_does_not(tmp_path):
     assert pairs.loc["opposed", "recall"] >= CMP_TARGETS["recall"]
     for null in ("null: seeds", "null: retrain"):
         assert pairs.loc[null, "flagged"] <= max(1, pairs.loc[null, "null_limit"]), null
-    # missed with the demo's 16 seeds, reported (not held): the fine-tune pair's recall and rho
-    assert 0 <= ft["recall"] <= 1 and -1 <= ft["rho"] <= 1
+    held_out = pairs.loc["held-out fine-tune"]
+    assert held_out["moved"] >= 2 and held_out["false_flags"] <= CMP_TARGETS["false_flags"]
+    assert held_out["ari"] >= CMP_TARGETS["ari"]
+    # missed with the demo's 16 seeds, reported (not held): both fine-tunes' recall and rho
+    for pair in (ft, held_out):
+        assert 0 <= pair["recall"] <= 1 and -1 <= pair["rho"] <= 1

@@ -115,7 +115,7 @@ class Results:
         estimated identity shares, ``diff.tsv``), ``descriptors`` (the descriptor ranking) or
         ``clusters``. ``compared``: the new model's tree name, needed when there are several."""
         keys = {"share": "comparison", "descriptors": "comparison_descriptors"}
-        keys["clusters"] = "comparison_clusters"
+        keys |= {"clusters": "comparison_clusters", "flagged": "comparison_flagged"}
         if finding not in keys:
             raise ValueError(f"finding must be one of {sorted(keys)}, not {finding!r}")
         if compared is None:

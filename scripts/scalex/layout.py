@@ -300,6 +300,13 @@ OUTPUTS: dict[str, Output] = {
         "`flagged` (q <= `compare.fdr`) and the text control's difference",
         target=True,
     ),
+    "comparison_flagged": Output(
+        "compare/{compared}/flagged.tsv",
+        "diff",
+        "**read first**: the flagged changes only (identity shares and descriptor ranking), "
+        "largest first",
+        target=True,
+    ),
     "comparison_descriptors": Output(
         "compare/{compared}/descriptors.tsv",
         "diff",

@@ -44,9 +44,20 @@ def share_table(
     return table
 
 
+def flagged_changes(shares: pd.DataFrame, ranking: pd.DataFrame) -> pd.DataFrame:
+    """The flagged rows of both tables, one layout (finding, concept, axis, value, base, new,
+    difference, CI, q-value), the largest changes first."""
+    cols = ["finding", "concept", "axis", "value", "base", "new", "difference", "ci_low"]
+    cols += ["ci_high", "q_value"]
+    parts = [t.loc[t["flagged"].astype(bool), cols] for t in (shares, ranking)]
+    both = pd.concat(parts, ignore_index=True)
+    order = both["difference"].abs().sort_values(ascending=False, kind="stable").index
+    return both.loc[order].reset_index(drop=True)
+
+
 def load_diffs(
     shards: Sequence[str], baseline: str, concepts: Sequence[str], spec: Mapping, side: str
-):
+) -> dict[str, Any]:
     """One model's paired differences of the descriptor concepts, from its own tree (checked
     against its own settings hash)."""
     from scalex.analysis.stats import as_concepts
@@ -100,6 +111,8 @@ def run(
     ranking.insert(0, "finding", "descriptor_margin")
     ranking["readout"] = spec["readout"]
     write_tsv(ranking, out["descriptors"])
+
+    write_tsv(flagged_changes(shares, ranking), out["flagged"])
 
     clusters_base = read_tsv(inputs["base_clusters"]).set_index("concept")["cluster"]
     clusters_new = read_tsv(inputs["new_clusters"]).set_index("concept")["cluster"]
