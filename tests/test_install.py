@@ -45,7 +45,15 @@ def test_a_non_editable_install_runs_the_demo(tmp_path):
                   "print(scalex.__file__, scalex_refworld.__file__)"], work, env)  # fmt: skip
     assert all(path.startswith(str(site)) for path in where.split()), where
 
-    _run([sys.executable, "-m", "snakemake", "--cores", "2", "--quiet", "rules"], work, env)
+    # every rule of the demo, on four seeds instead of sixteen: the install is under test, not
+    # the scale (the demo itself runs in tests/test_worlds_validation.py)
+    small = work / "small.yaml"
+    small.write_text(
+        "sampling: {seeds: {start: 0, count: 4}}\n"
+        "analysis: {discovery: {vocabularies: {reference: {seeds: 4}}}}\n"
+    )
+    demo = ["--configfile", "config/config.yaml", str(small)]
+    _run([sys.executable, "-m", "snakemake", "--cores", "2", "--quiet", "rules", *demo], work, env)
     results = next((work / "results").iterdir())
     summary = pd.read_csv(results / "validation" / "summary.tsv", sep="\t")
     assert len(summary) > 0

@@ -28,7 +28,7 @@ import pandas as pd
 import yaml
 
 from scalex_refworld import world as W
-from scalex_refworld.validate_worlds import ROOT, world_config
+from scalex_refworld.validate_worlds import ROOT, add_run_arguments, world_config
 
 
 @dataclass(frozen=True)
@@ -286,10 +286,7 @@ def markdown(table: pd.DataFrame) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--pairs", nargs="+", default=None, help="pair names (default: all)")
-    ap.add_argument("--configfile", default=str(ROOT / "config" / "config.yaml"))
-    ap.add_argument("--out", default=str(ROOT / "results" / "worlds"))
-    ap.add_argument("--cores", type=int, default=2)
-    ap.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    add_run_arguments(ap)
     ap.add_argument(
         "--seeds",
         type=int,
@@ -297,7 +294,6 @@ def main(argv: list[str] | None = None) -> int:
         help="seeds per sample (0..N-1; the seeds null pair N..2N-1) instead of the config's "
         "(docs/validation.md, deviation 2: 64)",
     )
-    ap.add_argument("snakemake_args", nargs="*", help="passed to snakemake after --")
     a = ap.parse_args(argv)
     base = yaml.safe_load(Path(a.configfile).read_text())
     out = Path(a.out).resolve()

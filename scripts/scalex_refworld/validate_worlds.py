@@ -156,14 +156,20 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + f"\n\nTargets: {targets} (✓ met, ✗ missed).\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--worlds", nargs="+", default=None, help="default: every committed world")
+def add_run_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options every validation command shares: the base config, where the trees go, the
+    cores, --check, and Snakemake's own arguments."""
     ap.add_argument("--configfile", default=str(ROOT / "config" / "config.yaml"))
     ap.add_argument("--out", default=str(ROOT / "results" / "worlds"))
     ap.add_argument("--cores", type=int, default=2)
-    ap.add_argument("--check", action="store_true", help="exit 1 when the rule does not hold")
+    ap.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     ap.add_argument("snakemake_args", nargs="*", help="passed to snakemake after --")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--worlds", nargs="+", default=None, help="default: every committed world")
+    add_run_arguments(ap)
     a = ap.parse_args(argv)
     base = yaml.safe_load(Path(a.configfile).read_text())
     worlds = a.worlds or W.committed_worlds()

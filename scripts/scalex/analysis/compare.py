@@ -19,40 +19,14 @@ import pandas as pd
 from scalex.analysis.descriptors import VoteResample
 from scalex.analysis.stats import percentile_ci
 
-DIFF_COLUMNS = [
-    "concept",
-    "axis",
-    "value",
-    "base",
-    "new",
-    "difference",
-    "ci_low",
-    "ci_high",
-    "p_value",
-    "q_value",
-    "flagged",
-    "samples",
-    "resampled",
-]
+#: The statistics of every compared finding: both models' values, the paired difference, its CI,
+#: p- and q-value, and the flag.
+STAT_COLUMNS = ["base", "new", "difference", "ci_low", "ci_high", "p_value", "q_value", "flagged"]
+DIFF_COLUMNS = ["concept", "axis", "value", *STAT_COLUMNS, "samples", "resampled"]
+MARGIN_COLUMNS = ["concept", "axis", "value", "top_base", "top_new", *STAT_COLUMNS, "resampled"]
 #: The columns of ``sample_votes.tsv`` that pair a sample with its counterpart: the same
 #: concept, axis, prompt and seed position (the same seed, unless ``compare.seeds`` is set).
 SAMPLE_KEY = ["concept", "axis", "prompt", "prompt_index", "template_index", "seed_index"]
-MARGIN_COLUMNS = [
-    "concept",
-    "axis",
-    "value",
-    "top_base",
-    "top_new",
-    "base",
-    "new",
-    "difference",
-    "ci_low",
-    "ci_high",
-    "p_value",
-    "q_value",
-    "flagged",
-    "resampled",
-]
 
 
 def benjamini_hochberg(p_values: Sequence[float]) -> np.ndarray:
@@ -109,6 +83,21 @@ def flag(table: pd.DataFrame, fdr: float) -> pd.DataFrame:
     return table
 
 
+def paired_difference(base: np.ndarray, new: np.ndarray, level: float) -> dict[str, float]:
+    """Both models' values, the difference new - base, its percentile CI and bootstrap p-value,
+    from replicates of one paired resample (row 0: the full sample)."""
+    diff = new - base
+    lo, hi = percentile_ci(diff[1:], level)
+    return {
+        "base": float(base[0]),
+        "new": float(new[0]),
+        "difference": float(diff[0]),
+        "ci_low": float(lo),
+        "ci_high": float(hi),
+        "p_value": bootstrap_p_value(diff[1:], float(diff[0])),
+    }
+
+
 def share_differences(
     base: pd.DataFrame,
     new: pd.DataFrame,
@@ -131,19 +120,12 @@ def share_differences(
         shares = {
             s: resample.share(block[f"vote_{s}"].to_numpy() == value) for s in ("base", "new")
         }
-        diff = shares["new"] - shares["base"]
-        lo, hi = percentile_ci(diff[1:], level)
         rows.append(
             {
                 "concept": concept,
                 "axis": axis,
                 "value": value,
-                "base": float(shares["base"][0]),
-                "new": float(shares["new"][0]),
-                "difference": float(diff[0]),
-                "ci_low": float(lo),
-                "ci_high": float(hi),
-                "p_value": bootstrap_p_value(diff[1:], float(diff[0])),
+                **paired_difference(shares["base"], shares["new"], level),
                 "samples": len(block),
                 "resampled": resample.resampled,
             }
@@ -181,8 +163,6 @@ def margin_differences(
         for side, align in (("base", align_base[(c, axis)]), ("new", align_new[(c, axis)])):
             others = align[:, 1:].max(axis=1) if align.shape[1] > 1 else np.zeros(len(align))
             margins[side] = align[:, 0] - others
-        diff = margins["new"] - margins["base"]
-        lo, hi = percentile_ci(diff[1:], level)
         groups = template_groups(base[c].templates, base[c].n_prompts)
         rows.append(
             {
@@ -191,12 +171,7 @@ def margin_differences(
                 "value": named[0][0],
                 "top_base": named[int(np.nanargmax(align_base[(c, axis)][0]))][0],
                 "top_new": named[int(np.nanargmax(align_new[(c, axis)][0]))][0],
-                "base": float(margins["base"][0]),
-                "new": float(margins["new"][0]),
-                "difference": float(diff[0]),
-                "ci_low": float(lo),
-                "ci_high": float(hi),
-                "p_value": bootstrap_p_value(diff[1:], float(diff[0])),
+                **paired_difference(margins["base"], margins["new"], level),
                 "resampled": PairedBootstrap.resampled(int(groups.max()) + 1),
             }
         )
