@@ -14,7 +14,13 @@ from typing import Any
 
 import torch
 
-TINY_FAMILIES = ("sd1", "sd2", "sdxl", "lcm")
+UNET_FAMILIES = ("sd1", "sd2", "sdxl", "lcm")
+#: transformer denoisers: SD3 (MMDiT, flow matching), Flux.1-dev (packed latents, guidance
+#: embedding), PixArt-Sigma (DiT over T5, learned sigma)
+TRANSFORMER_FAMILIES = ("sd3", "flux", "pixart")
+TINY_FAMILIES = UNET_FAMILIES + TRANSFORMER_FAMILIES
+#: T5's width in the tiny transformer models (SD3 pads its CLIP states, 2 x 32, to it)
+T5_WIDTH = 64
 
 #: UNet configuration of Stable Diffusion 1.5 (runwayml/stable-diffusion-v1-5, unet/config.json).
 SD15_UNET: dict[str, Any] = {
@@ -67,10 +73,119 @@ def _clip_text(hidden: int, projection: bool = False, vocab: int = 30522):
     return (CLIPTextModelWithProjection if projection else CLIPTextModel)(cfg)
 
 
-def _vae(latent_channels: int = 4):
+def _t5_text():
+    from transformers import T5Config, T5EncoderModel
+
+    # the BERT tokenizer stands in for T5's too: the vocabulary must cover its ids
+    cfg = T5Config(
+        vocab_size=30522,
+        d_model=T5_WIDTH,
+        d_kv=16,
+        d_ff=2 * T5_WIDTH,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        pad_token_id=0,
+        eos_token_id=102,
+        decoder_start_token_id=0,
+    )
+    return T5EncoderModel(cfg)
+
+
+def build_transformer_pipeline(family: str):
+    """A tiny random-weight SD3, Flux.1-dev-shaped or PixArt-Sigma pipeline."""
+    from diffusers import (
+        DDIMScheduler,
+        FlowMatchEulerDiscreteScheduler,
+        FluxPipeline,
+        FluxTransformer2DModel,
+        PixArtSigmaPipeline,
+        PixArtTransformer2DModel,
+        SD3Transformer2DModel,
+        StableDiffusion3Pipeline,
+    )
+
+    tokenizer = _tokenizer()
+    if family == "sd3":
+        transformer = SD3Transformer2DModel(
+            sample_size=8,
+            patch_size=2,
+            in_channels=4,
+            out_channels=4,
+            num_layers=3,
+            attention_head_dim=8,
+            num_attention_heads=4,
+            joint_attention_dim=T5_WIDTH,
+            caption_projection_dim=32,
+            pooled_projection_dim=64,
+            pos_embed_max_size=16,
+        )
+        return StableDiffusion3Pipeline(
+            transformer=transformer,
+            scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+            vae=_vae(shift_factor=0.0609, scaling_factor=1.5305),
+            text_encoder=_clip_text(32, projection=True),
+            tokenizer=tokenizer,
+            text_encoder_2=_clip_text(32, projection=True),
+            tokenizer_2=tokenizer,
+            text_encoder_3=_t5_text(),
+            tokenizer_3=tokenizer,
+        )
+    if family == "flux":
+        transformer = FluxTransformer2DModel(
+            patch_size=1,
+            in_channels=16,
+            num_layers=2,
+            num_single_layers=2,
+            attention_head_dim=16,
+            num_attention_heads=2,
+            joint_attention_dim=T5_WIDTH,
+            pooled_projection_dim=32,
+            guidance_embeds=True,
+            axes_dims_rope=(4, 4, 8),
+        )
+        return FluxPipeline(
+            scheduler=FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True),
+            vae=_vae(shift_factor=0.1159, scaling_factor=0.3611),
+            text_encoder=_clip_text(32),
+            tokenizer=tokenizer,
+            text_encoder_2=_t5_text(),
+            tokenizer_2=tokenizer,
+            transformer=transformer,
+        )
+    if family == "pixart":
+        transformer = PixArtTransformer2DModel(
+            sample_size=8,
+            num_layers=3,
+            patch_size=2,
+            attention_head_dim=8,
+            num_attention_heads=3,
+            caption_channels=T5_WIDTH,
+            in_channels=4,
+            cross_attention_dim=24,
+            out_channels=8,
+            attention_bias=True,
+            activation_fn="gelu-approximate",
+            num_embeds_ada_norm=1000,
+            norm_type="ada_norm_single",
+            norm_elementwise_affine=False,
+            norm_eps=1e-6,
+        )
+        return PixArtSigmaPipeline(
+            tokenizer=tokenizer,
+            text_encoder=_t5_text(),
+            vae=_vae(),
+            transformer=transformer,
+            scheduler=DDIMScheduler(),
+        )
+    raise ValueError(f"unknown transformer family {family!r}; expected {TRANSFORMER_FAMILIES}")
+
+
+def _vae(latent_channels: int = 4, **extra: Any):
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(
+        **extra,
         in_channels=3,
         out_channels=3,
         down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
@@ -101,7 +216,7 @@ def _tiny_unet(cross_dim: int, **extra: Any):
 
 
 def build_random_pipeline(family: str, seed: int = 0, size: str = "tiny"):
-    """Return an in-memory random-weight pipeline of ``family`` (sd1, sd2, sdxl or lcm)."""
+    """Return an in-memory random-weight pipeline of ``family`` (one of :data:`TINY_FAMILIES`)."""
     from diffusers import (
         DDIMScheduler,
         EulerDiscreteScheduler,
@@ -115,6 +230,10 @@ def build_random_pipeline(family: str, seed: int = 0, size: str = "tiny"):
     if family not in TINY_FAMILIES:
         raise ValueError(f"unknown family {family!r}; expected one of {TINY_FAMILIES}")
     torch.manual_seed(seed)
+    if family in TRANSFORMER_FAMILIES:
+        if size != "tiny":
+            raise ValueError(f"size={size!r} is only defined for family 'sd1'")
+        return build_transformer_pipeline(family)
     tokenizer = _tokenizer()
     common = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
     if size == "sd15":

@@ -1,14 +1,15 @@
 """Image conditioning: check concept directions on images, by steering and by projection.
 
 A direction read from prompts alone is only credible if it acts on images. Two checks, both
-generic for any diffusers SD-family pipeline:
+generic for any family scalex supports (the family adapter supplies what differs):
 
 - **steering**: sample with the stock pipeline while a forward hook adds ``alpha * scale * d`` to
-  the H-space tap (``unet.mid_block``) at chosen denoising steps; the images should change along
-  the concept as alpha grows. ``alpha = 0`` is the stock pipeline's image, bit for bit.
-- **projection**: encode real images with the VAE, noise them to a step's timestep, run the UNet
-  once and project the tap's output on the directions; images that show the concept should score
-  higher (AUC against labels).
+  the H-space tap (a UNet's ``mid_block``, a transformer's middle block's image tokens) at chosen
+  denoising steps; the images should change along the concept as alpha grows. ``alpha = 0`` is
+  the stock pipeline's image, bit for bit.
+- **projection**: encode real images with the VAE, noise them to a step's timestep, run the
+  denoiser once and project the tap's output on the directions; images that show the concept
+  should score higher (AUC against labels).
 
 The rules around them (reading directions, writing grids and tables) are
 :mod:`scalex.steps.steering` and :mod:`scalex.steps.projection`.
@@ -96,11 +97,21 @@ def steer(
         raise ValueError("steer: no seeds")
     if steps is not None and any(not 0 <= s < num_inference_steps for s in steps):
         raise ValueError(f"steer: steps {list(steps)} must lie in 0..{num_inference_steps - 1}")
+    from scalex.families import adapter_class
+
     d = np.asarray(direction, dtype=np.float32).reshape(-1)
     rows = []
     edit = steering_edit(d, 0.0, steps)
+    family = adapter_class(pipe)(
+        pipe, _device(pipe), guidance_scale=guidance_scale, cfg=False, height=height, width=width
+    )
     with Trace(
-        pipe.unet, [tap], edit_output=edit, retain_output=False, what="steering tap"
+        family.denoiser,
+        [family.module_name(tap)],
+        edit_output=edit,
+        retain_output=False,
+        what="steering tap",
+        stream=family.stream,
     ) as trace:
         for alpha in alphas:
             edit.coefficient = float(alpha) * float(scale)
@@ -111,18 +122,27 @@ def steer(
                 with torch.inference_mode():
                     out = pipe(
                         prompt,
-                        negative_prompt=negative_prompt,
                         num_images_per_prompt=len(chunk),
                         num_inference_steps=num_inference_steps,
                         guidance_scale=guidance_scale,
                         height=height,
                         width=width,
-                        generator=seed_generators(chunk, noise_device, pipe.unet.device),
+                        generator=seed_generators(chunk, noise_device, family.denoiser.device),
                         output_type="np",
+                        **family.stock_call_kwargs(),
+                        # None is not every pipeline's default (PixArt's is "")
+                        **({} if negative_prompt is None else {"negative_prompt": negative_prompt}),
                     )
                 parts.append(np.asarray(out.images, dtype=np.float32))
             rows.append(np.concatenate(parts))
     return np.stack(rows)
+
+
+def _device(pipe: Any) -> torch.device:
+    """The device the pipeline's denoiser runs on."""
+    from scalex.families import adapter_class
+
+    return getattr(pipe, adapter_class(pipe).denoiser_attr).device
 
 
 # -- projection ----------------------------------------------------------------------------------
@@ -182,12 +202,12 @@ def project_images(
 ) -> np.ndarray:
     """Scores (N, T, Q): dot products of each image's H-space at each step with unit directions.
 
-    Each image is VAE-encoded, noised to the timestep of each chosen step index of the
-    scheduler's ``num_inference_steps`` schedule (``scheduler.add_noise``) and passed once
-    through the UNet with the prompt's conditional embedding (SDXL's added conditions included);
-    the tap is pooled over h x w, or flattened when the directions are full maps.
-    ``guidance_scale`` only matters for guidance-embedding (LCM) UNets. A batch of N images
-    scores as N batches of one.
+    Each image is VAE-encoded, noised to the timestep of each chosen step index of the family's
+    ``num_inference_steps`` schedule (``scheduler.add_noise``; interpolation for flow matching)
+    and passed once through the denoiser with the prompt's conditional text conditioning (the
+    family's added conditions included); the tap is pooled over h x w, or flattened when the
+    directions are full maps. ``guidance_scale`` only matters for guidance embeddings (LCM
+    UNets, Flux.1-dev). A batch of N images scores as N batches of one.
     """
     from scalex.families import adapter_class
 
@@ -204,41 +224,39 @@ def project_images(
     unit_directions = torch.as_tensor(
         unit(np.atleast_2d(directions), what="a projection direction")
     )  # (Q, D)
-    unet = pipe.unet
-    guidance_embedding = unet.config.get("time_cond_proj_dim") is not None
-    guidance = float(guidance_scale) if guidance_embedding else 1.0  # cond branch only
     # the family's conditioning alone (no extractor: nothing is denoised here)
     family = adapter_class(pipe)(
-        pipe, unet.device, cfg=False, height=images.shape[1], width=images.shape[2]
+        pipe,
+        _device(pipe),
+        guidance_scale=guidance_scale,
+        cfg=False,
+        height=images.shape[1],
+        width=images.shape[2],
     )
+    denoiser, module = family.denoiser, family.module_name(tap)
     schedule = copy.deepcopy(pipe.scheduler)
-    schedule.set_timesteps(num_inference_steps, device=unet.device)
-    timesteps = [schedule.timesteps[int(i)] for i in step_indices]
+    all_timesteps = family.set_timesteps(schedule, num_inference_steps)
+    timesteps = [all_timesteps[int(i)] for i in step_indices]
     scores = np.zeros((len(images), len(timesteps), len(unit_directions)), dtype=np.float32)
     for start in range(0, len(images), max(1, batch_size)):
         batch = images[start : start + max(1, batch_size)]
         n = len(batch)
-        latents = encode_images(pipe, batch).to(unet.dtype)
-        noise = image_noise(latents.shape[1:], seed, unet.dtype).to(unet.device).expand_as(latents)
-        embeds, added = family.conditioning([prompt] * n)
-        cond = family.timestep_conditioning(n, guidance)
-        with Trace(unet, [tap], what="projection tap") as trace, torch.inference_mode():
+        latents = family.pack(encode_images(pipe, batch).to(denoiser.dtype))
+        noise = image_noise(latents.shape[1:], seed, denoiser.dtype)
+        noise = noise.to(denoiser.device).expand_as(latents)
+        kwargs = family.conditioning([prompt] * n)
+        with (
+            Trace(denoiser, [module], what="projection tap", stream=family.stream) as trace,
+            torch.inference_mode(),
+        ):
             for k, t in enumerate(timesteps):
                 # A fresh scheduler per step: Euler-type schedulers cache a step index.
                 sched = copy.deepcopy(schedule)
-                t_batch = t.reshape(1).expand(n).to(unet.device)
-                noisy = sched.add_noise(latents, noise, t_batch)
-                model_in = sched.scale_model_input(noisy, t)
-                trace.run_until_traced(
-                    unet,
-                    model_in,
-                    t,
-                    encoder_hidden_states=embeds,
-                    timestep_cond=cond,
-                    added_cond_kwargs=added,
-                    return_dict=False,
-                )
-                feats = _tap_features(trace.outputs[tap], unit_directions.shape[1])
+                t_batch = t.reshape(1).expand(n).to(denoiser.device)
+                noisy = family.noised(latents, noise, t_batch, sched)
+                model_in = family.model_input(noisy, t, sched, cfg=False)
+                trace.run_until_traced(family.call(model_in, t, kwargs))
+                feats = _tap_features(trace.outputs[module], unit_directions.shape[1])
                 scores[start : start + n, k] = (feats.cpu() @ unit_directions.T).numpy()
     return scores
 
@@ -312,12 +330,15 @@ def projection_scores(
 ) -> tuple[np.ndarray, list[int]]:
     """Scores (N, T) of images on one direction at step ``indices`` of a ``steps``-step
     schedule (:func:`project_images`), and the timesteps of those steps."""
-    from scalex.extract import schedule_timesteps
+    from scalex.families import adapter_class
 
     scores = project_images(
         pipe, images, direction[None], step_indices=indices, num_inference_steps=steps, **kwargs
     )[:, :, 0]
-    return scores, schedule_timesteps(pipe.scheduler, steps, indices)
+    family = adapter_class(pipe)(
+        pipe, _device(pipe), cfg=False, height=images.shape[1], width=images.shape[2]
+    )
+    return scores, family.timesteps_of(steps, indices)
 
 
 def steering_seeds(spec: int | Sequence[int]) -> list[int]:

@@ -210,13 +210,19 @@ def check_results_path(results: str, base: str | Path = ".") -> None:
 
 def check_model_settings(cfg: dict[str, Any], folder: Path | None) -> None:
     """Settings checked against a local model's config files, before the model loads: every
-    JSON file the loader reads parses, the taps exist, and the image size fits the UNet."""
+    JSON file the loader reads parses, and the family's own checks pass (the taps exist, the
+    image size fits the denoiser: :meth:`scalex.families.FamilyAdapter.check_files`)."""
     if folder is None:  # a hub id: its files are checked when it loads
         return
     model = cfg["model"]
     check_model_trust(folder, model["allow_pickle"], model["allow_custom_code"])
     configs = {}
-    for name in ("model_index.json", "unet/config.json", "vae/config.json"):
+    for name in (
+        "model_index.json",
+        "unet/config.json",
+        "transformer/config.json",
+        "vae/config.json",
+    ):
         path = folder / name
         if not path.is_file():
             if name == "model_index.json":
@@ -226,38 +232,11 @@ def check_model_settings(cfg: dict[str, Any], folder: Path | None) -> None:
             configs[name] = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ModelError(f"model.id: {path} is not valid JSON ({err})") from err
-    unet, vae = configs.get("unet/config.json"), configs.get("vae/config.json")
-    if unet is None:
-        return
-    n_down = len(unet.get("down_block_types", []))
-    n_up = len(unet.get("up_block_types", []))
-    for tap in cfg["extraction"]["taps"]:
-        head, _, rest = tap.partition(".")
-        index = rest.split(".")[0]
-        known = {"mid_block", "conv_in", "conv_out", "time_embedding", "down_blocks", "up_blocks"}
-        bad = head not in known or (
-            head in {"down_blocks", "up_blocks"}
-            and (not index.isdigit() or int(index) >= (n_down if head == "down_blocks" else n_up))
-        )
-        if bad:
-            raise ConfigError(
-                f"extraction.taps: the UNet has no block {tap!r} (it has mid_block, "
-                f"down_blocks.0-{n_down - 1}, up_blocks.0-{n_up - 1})"
-            )
-    scale = 2 ** (len(vae.get("block_out_channels", [0] * 4)) - 1) if vae else 8
-    multiple = scale * 2 ** max(0, len(unet.get("block_out_channels", [])) - 1)
-    for key in ("height", "width"):
-        value = cfg["sampling"].get(key)
-        if value is not None and value % multiple:
-            raise ConfigError(
-                f"sampling.{key} {value} must be a multiple of {multiple} for this model "
-                f"(VAE scale {scale}, {len(unet['block_out_channels'])} UNet levels)"
-            )
-    if cfg["sampling"]["branch"] == "uncond" and unet.get("time_cond_proj_dim") is not None:
-        raise ConfigError(
-            "sampling.branch 'uncond': this model has guidance distilled into an embedding "
-            "(no unconditional branch)"
-        )
+    from scalex.families import adapter_for_folder
+
+    if not isinstance(configs["model_index.json"], dict):
+        raise ModelError(f"model.id: {folder / 'model_index.json'} is not a JSON object")
+    adapter_for_folder(configs["model_index.json"]).check_files(cfg, configs)
 
 
 def check_model_source(model_id: str) -> Path | None:

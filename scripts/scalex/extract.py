@@ -30,7 +30,6 @@ Three *readouts* can be stored from one trajectory (``SamplingSettings.readouts`
 
 from __future__ import annotations
 
-import functools
 import inspect
 import logging
 from collections.abc import Sequence
@@ -115,15 +114,6 @@ def readout_steps(readout: str, kept: Sequence[int]) -> list[int]:
     return list(kept)
 
 
-def schedule_timesteps(scheduler, steps: int, indices: Sequence[int]) -> list[int]:
-    """The timesteps of step ``indices`` in a ``steps``-step schedule (the scheduler untouched)."""
-    import copy
-
-    schedule = copy.deepcopy(scheduler)
-    schedule.set_timesteps(steps)
-    return [int(schedule.timesteps[i]) for i in indices]
-
-
 def _steps_per_sample(scheduler, eta: float = 0.0) -> bool:
     """True when ``scheduler.step`` draws noise that must come from each sample's generator.
 
@@ -133,6 +123,10 @@ def _steps_per_sample(scheduler, eta: float = 0.0) -> bool:
     """
     if type(scheduler).__name__ == "DDIMScheduler" and eta == 0:
         return False
+    if type(scheduler).__name__ == "FlowMatchEulerDiscreteScheduler" and not (
+        scheduler.config.get("stochastic_sampling")
+    ):
+        return False  # a deterministic Euler step: elementwise
     accepts_generator = "generator" in inspect.signature(scheduler.step).parameters
     multistep = hasattr(scheduler, "model_outputs") or getattr(scheduler, "order", 1) > 1
     if multistep:
@@ -153,10 +147,19 @@ class HSpaceExtractor:
         self.settings = settings
         self.device = resolve_device(settings.device)
         self.dtype = DTYPES[settings.dtype]
-        self.unet = pipe.unet
-        self.guidance_embedding = self.unet.config.get("time_cond_proj_dim") is not None
-        # Guidance is distilled into LCM UNets: no unconditional branch, as in the stock pipeline.
-        self.cfg = settings.guidance_scale > 1.0 and not self.guidance_embedding
+        #: what this model's family does its own way (conditioning, noise, schedule, blocks)
+        self.family = adapter_class(pipe)(
+            pipe,
+            self.device,
+            guidance_scale=settings.guidance_scale,
+            negative_prompt=settings.negative_prompt,
+            height=settings.height,
+            width=settings.width,
+        )
+        self.denoiser = self.family.denoiser
+        # As the stock pipeline decides: no unconditional branch for guidance-distilled (LCM)
+        # UNets or Flux.
+        self.cfg = self.family.cfg
         if settings.branch not in {"cond", "uncond"}:
             raise ExtractionError(
                 f"sampling.branch must be 'cond' or 'uncond', not {settings.branch!r}"
@@ -164,17 +167,11 @@ class HSpaceExtractor:
         if settings.branch == "uncond" and not self.cfg:
             raise ExtractionError(
                 "sampling.branch 'uncond' needs classifier-free guidance (guidance_scale > 1 "
-                "on a model without a guidance embedding)"
+                "on a model that samples with an unconditional branch)"
             )
-        vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1) if pipe.vae else 8
-        self.vae_scale = vae_scale
-        size = int(self.unet.config.sample_size) * vae_scale
-        self.height = settings.height or size
-        self.width = settings.width or size
-        if self.height % vae_scale or self.width % vae_scale:
-            raise ExtractionError(
-                f"sampling.height/width must be multiples of {vae_scale} for this model"
-            )
+        self.height, self.width = self.family.height, self.family.width
+        #: the denoiser submodule each configured tap names
+        self.modules = {tap: self.family.module_name(tap) for tap in settings.taps}
         self.kept = settings.kept_steps()
         unknown = sorted(set(settings.readouts) - set(READOUTS))
         if unknown or not settings.readouts:
@@ -192,24 +189,23 @@ class HSpaceExtractor:
                 "extraction.readouts has 'content', which reads steps after the first, but "
                 "extraction.keep_steps keeps only step 0"
             )
-        self.unet_readouts = [r for r in settings.readouts if r != TEXT]
+        self.denoiser_readouts = [r for r in settings.readouts if r != TEXT]
         # the last step whose UNet output is needed (early stop)
         self.last_step = max(
-            (readout_steps(r, self.kept)[-1] for r in self.unet_readouts), default=-1
-        )
-        self.family = adapter_class(pipe)(
-            pipe,
-            self.device,
-            cfg=self.cfg,
-            negative_prompt=settings.negative_prompt,
-            height=self.height,
-            width=self.width,
+            (readout_steps(r, self.kept)[-1] for r in self.denoiser_readouts), default=-1
         )
         #: the batch size the last run ended with (lower than asked after running out of memory)
         self.batch_size_used = max(1, settings.batch_size)
         #: names of the UNet submodules compiled (empty unless ``settings.compile``)
         self.compiled = (
-            compile_blocks(self.unet, settings.taps, self.device) if settings.compile else []
+            compile_blocks(
+                self.denoiser,
+                list(self.modules.values()),
+                self.device,
+                self.family.repeated_blocks,
+            )
+            if settings.compile
+            else []
         )
 
     def encode(self, prompt: str) -> dict[str, torch.Tensor]:
@@ -223,32 +219,20 @@ class HSpaceExtractor:
         return noise_source(self.settings.noise_device, self.device)
 
     def initial_noise(self, generators: Sequence[torch.Generator], scheduler=None) -> torch.Tensor:
-        """One ``randn_tensor`` draw per sample, the stock pipeline's ``prepare_latents``.
+        """The samples' initial latents as the stock pipeline draws them (its family's
+        ``prepare_latents``: one ``randn_tensor`` draw per sample, scaled or packed).
 
         ``scheduler`` must be the one whose timesteps were set for this run: its
         ``init_noise_sigma`` depends on them (Euler-type schedulers with "leading" spacing).
         """
-        from diffusers.utils.torch_utils import randn_tensor
-
         scheduler = scheduler if scheduler is not None else self.pipe.scheduler
+        return self.family.initial_latents(generators, scheduler)
 
-        shape = (
-            1,
-            self.unet.config.in_channels,
-            self.height // self.vae_scale,
-            self.width // self.vae_scale,
-        )
-        noise = [
-            randn_tensor(shape, generator=g, device=self.device, dtype=self.dtype)
-            for g in generators
-        ]
-        return torch.cat(noise) * scheduler.init_noise_sigma
+    def timesteps_of(self, indices: Sequence[int]) -> list[float]:
+        """The timesteps of step ``indices`` of this run's schedule."""
+        return self.family.timesteps_of(self.settings.steps, indices)
 
     # -- the loop ------------------------------------------------------------------------------
-    def _timesteps(self, scheduler) -> torch.Tensor:
-        scheduler.set_timesteps(self.settings.steps, device=self.device)
-        return scheduler.timesteps
-
     def run_batch(self, prompts: Sequence[str], seeds: Sequence[int]) -> dict[str, Activations]:
         """Activations of the samples (prompts[i], seeds[i]) per readout at its kept steps."""
         import copy
@@ -258,76 +242,60 @@ class HSpaceExtractor:
         out: dict[str, Activations] = {}
         if TEXT in settings.readouts:
             out[TEXT] = self._text_readout(prompts)
-        if not self.unet_readouts:
+        if not self.denoiser_readouts:
             return out
         scheduler = copy.deepcopy(self.pipe.scheduler)  # per-batch state (step index, history)
-        timesteps = self._timesteps(scheduler)
+        timesteps = self.family.set_timesteps(scheduler, settings.steps)
         per_sample = _steps_per_sample(scheduler, settings.eta)
         generators = seed_generators(seeds, self.settings.noise_device, self.device)
-        embeds, added = self.family.conditioning(prompts)
+        conditioning = self.family.conditioning(prompts)
         content = None
         if CONTENT in settings.readouts:
             content = self.family.conditioning([settings.content_prompt] * n, cfg=False)
         latents = self.initial_noise(generators, scheduler)
-        timestep_cond = self.family.timestep_conditioning(n, settings.guidance_scale)
         step_kwargs: dict[str, Any] = {}
         if "eta" in inspect.signature(scheduler.step).parameters:
             step_kwargs["eta"] = settings.eta
-        steps = {r: readout_steps(r, self.kept) for r in self.unet_readouts}
+        steps = {r: readout_steps(r, self.kept) for r in self.denoiser_readouts}
         collected = {
             r: {tap: {kind: [] for kind in settings.store} for tap in settings.taps}
-            for r in self.unet_readouts
+            for r in self.denoiser_readouts
         }
-        with Trace(self.unet, settings.taps) as trace, torch.inference_mode():
+        modules = self.modules
+        with (
+            Trace(self.denoiser, list(modules.values()), stream=self.family.stream) as trace,
+            torch.inference_mode(),
+        ):
             for i, t in enumerate(timesteps):
                 # The trajectory's own forward is needed to step on, or for the prompt readout.
                 if i < self.last_step or i in steps.get(PROMPT, ()):
-                    model_in = torch.cat([latents] * 2) if self.cfg else latents
-                    model_in = scheduler.scale_model_input(model_in, t)
-                    forward = functools.partial(
-                        self.unet,
-                        model_in,
-                        t,
-                        encoder_hidden_states=embeds,
-                        timestep_cond=timestep_cond,
-                        added_cond_kwargs=added,
-                        return_dict=False,
-                    )
+                    model_in = self.family.model_input(latents, t, scheduler, self.cfg)
+                    forward = self.family.call(model_in, t, conditioning)
                     if i == self.last_step:
-                        # nothing steps on from here: the UNet ends at the deepest tap
+                        # nothing steps on from here: the denoiser ends at the deepest tap
                         trace.run_until_traced(forward)
                     else:
-                        noise_pred = forward()[0]
+                        noise_pred = self.family.prediction(forward(), self.cfg)
                     if i in steps.get(PROMPT, ()):
                         for tap in settings.taps:
-                            h = trace.outputs[tap]
+                            h = trace.outputs[modules[tap]]
                             if self.cfg:
                                 h = h[n:] if settings.branch == "cond" else h[:n]
                             self._collect(collected[PROMPT][tap], h)
                 if content is not None and i in steps[CONTENT]:
                     # only the tap's state is read under the baseline's text
-                    trace.run_until_traced(
-                        self.unet,
-                        scheduler.scale_model_input(latents, t),
-                        t,
-                        encoder_hidden_states=content[0],
-                        timestep_cond=timestep_cond,
-                        added_cond_kwargs=content[1],
-                        return_dict=False,
-                    )
+                    model_in = self.family.model_input(latents, t, scheduler, cfg=False)
+                    trace.run_until_traced(self.family.call(model_in, t, content))
                     for tap in settings.taps:
-                        self._collect(collected[CONTENT][tap], trace.outputs[tap])
+                        self._collect(collected[CONTENT][tap], trace.outputs[modules[tap]])
                 if i == self.last_step:
                     break
-                if self.cfg:
-                    uncond, cond = noise_pred.chunk(2)
-                    noise_pred = uncond + settings.guidance_scale * (cond - uncond)
                 latents = self._step(
                     scheduler, noise_pred, t, latents, generators, per_sample, step_kwargs
                 )
-        for r in self.unet_readouts:
+        for r in self.denoiser_readouts:
             out[r] = Activations(
-                timesteps=timesteps[steps[r]].detach().cpu().numpy().astype(np.int64),
+                timesteps=timesteps[steps[r]].detach().cpu().numpy().astype(np.float64),
                 step_indices=np.asarray(steps[r], dtype=np.int64),
                 data={
                     tap: {kind: _to_host(arrs) for kind, arrs in kinds.items()}
@@ -338,7 +306,7 @@ class HSpaceExtractor:
 
     def _text_readout(self, prompts: Sequence[str]) -> Activations:
         """The text-encoder control: each prompt's token states, as channels x tokens x 1."""
-        embeds, _ = self.family.conditioning(prompts, cfg=False)  # (N, L, D)
+        embeds = self.family.text_states(prompts)  # (N, L, D)
         states = embeds.permute(0, 2, 1)[:, None, :, :, None]  # (N, 1, D, L, 1)
         sink: dict[str, list[torch.Tensor]] = {kind: [] for kind in self.settings.store}
         self._collect(sink, states[:, 0])
@@ -455,8 +423,14 @@ class HSpaceExtractor:
 _REPEATED = ("resnets", "attentions", "downsamplers", "upsamplers")
 
 
-def compile_blocks(unet: torch.nn.Module, taps: Sequence[str], device: torch.device) -> list[str]:
-    """Compile the UNet's repeated blocks in place with ``torch.compile``; channels-last on CUDA.
+def compile_blocks(
+    denoiser: torch.nn.Module,
+    taps: Sequence[str],
+    device: torch.device,
+    repeated: Sequence[str] = _REPEATED,
+) -> list[str]:
+    """Compile the denoiser's repeated blocks (numbered children of the ModuleLists named in
+    ``repeated``) in place with ``torch.compile``; channels-last on CUDA.
 
     Why regional: a tap's forward hook stops the forward early (:class:`scalex.hooks.Trace`),
     which a whole-graph compile cannot trace. Blocks of equal shapes share one compiled graph, so
@@ -465,18 +439,18 @@ def compile_blocks(unet: torch.nn.Module, taps: Sequence[str], device: torch.dev
     last), so nothing recompiles after the first batch. Returns the compiled submodules' names.
     """
     if device.type == "cuda":
-        unet.to(memory_format=torch.channels_last)
+        denoiser.to(memory_format=torch.channels_last)
     names = []
-    for name, module in unet.named_modules():
+    for name, module in denoiser.named_modules():
         parent, _, child = name.rpartition(".")
-        if child.isdigit() and parent.rpartition(".")[2] in _REPEATED:
+        if child.isdigit() and parent.rpartition(".")[2] in repeated:
             if any(tap == name or tap.startswith(name + ".") for tap in taps):
                 continue
             if module._compiled_call_impl is None:  # a second extractor on this pipe reuses it
                 module.compile(dynamic=False)
             names.append(name)
     if not names:
-        log.warning("extraction.compile: no repeated UNet block to compile; running eager")
+        log.warning("extraction.compile: no repeated block to compile; running eager")
     # Dynamo counts recompiles per code object (one ``forward`` for all resnets, whatever their
     # widths): allow one graph per compiled block and batch shape (trajectory, content readout).
     limit = 2 * len(names) + 8

@@ -164,7 +164,8 @@ def write_readouts(f: h5py.File, readouts: dict[str, tuple[np.ndarray, np.ndarra
     for name, (step_indices, timesteps) in readouts.items():
         g = f.create_group(f"readouts/{name}")
         g.attrs["step_indices"] = np.asarray(step_indices, dtype=np.int64)
-        g.attrs["timesteps"] = np.asarray(timesteps, dtype=np.int64)
+        # float: a flow-matching schedule's timesteps (sigma x 1000) are not integers
+        g.attrs["timesteps"] = np.asarray(timesteps, dtype=np.float64)
 
 
 def readout_steps(f: h5py.File, readout: str) -> tuple[list[int], list[int]]:
@@ -177,7 +178,7 @@ def readout_steps(f: h5py.File, readout: str) -> tuple[list[int], list[int]]:
             "extraction.readouts"
         )
     g = f[key]
-    return [int(i) for i in g.attrs["step_indices"]], [int(t) for t in g.attrs["timesteps"]]
+    return [int(i) for i in g.attrs["step_indices"]], [float(t) for t in g.attrs["timesteps"]]
 
 
 def write_concept_activations(

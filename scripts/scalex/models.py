@@ -122,8 +122,11 @@ def load_pipeline(
             "local folder" if folder else "Hugging Face id (local cache, HF_HUB_OFFLINE honoured)"
         )
         raise ModelError(f"cannot load model {model_id!r} as a {where}: {err}") from err
-    if not hasattr(pipe, "unet") or pipe.unet is None:
-        raise ModelError(f"model {model_id!r} has no UNet: scalex reads the UNet's H-space")
+    if getattr(pipe, "unet", None) is None and getattr(pipe, "transformer", None) is None:
+        raise ModelError(
+            f"model {model_id!r} ({type(pipe).__name__}) has neither a UNet nor a transformer "
+            "denoiser: scalex reads the denoiser's H-space"
+        )
     if scheduler and scheduler != "auto":
         cls = getattr(diffusers, scheduler, None)
         if cls is None or not hasattr(cls, "from_config"):
@@ -131,7 +134,7 @@ def load_pipeline(
         pipe.scheduler = cls.from_config(pipe.scheduler.config, **(scheduler_kwargs or {}))
     pipe.set_progress_bar_config(disable=True)
     pipe.to(resolve_device(device))
-    for part in ("unet", "vae", "text_encoder", "text_encoder_2"):
+    for part in ("unet", "transformer", "vae", "text_encoder", "text_encoder_2", "text_encoder_3"):
         module = getattr(pipe, part, None)
         if module is not None:
             module.eval().requires_grad_(False)
@@ -139,17 +142,19 @@ def load_pipeline(
 
 
 def detect_family(pipe, model_id: str = "") -> ModelInfo:
-    """Classify a pipeline as SD 1.x, SD 2.x, SDXL, LCM or a loader's family (``reference``).
+    """Classify a pipeline as SD 1.x, SD 2.x, SDXL, LCM, SD3, Flux, PixArt or a loader's family
+    (``reference``).
 
     LCM is recognised by a guidance-embedding UNet (``time_cond_proj_dim``) or an ``LCMScheduler``;
     its ``architecture`` then says whether it is SD 1.x/2.x- or SDXL-shaped.
     """
-    from scalex.families import architecture, family
+    from scalex.families import adapter_class, architecture, family
 
     folder = check_model_source(model_id) if model_id else None
     loader = loader_for(folder)
     arch = architecture(pipe, loader.family if loader is not None else None)
-    vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1) if pipe.vae is not None else 8
+    adapter = adapter_class(pipe, arch)(pipe, torch.device("cpu"), cfg=False)
+    vae_scale = adapter.vae_scale
     return ModelInfo(
         model_id=model_id,
         revision=None,
@@ -157,7 +162,7 @@ def detect_family(pipe, model_id: str = "") -> ModelInfo:
         architecture=arch,
         pipeline_class=type(pipe).__name__,
         prediction_type=pipe.scheduler.config.get("prediction_type", "epsilon"),
-        sample_size=int(pipe.unet.config.sample_size),
+        sample_size=adapter.default_size()[0] // vae_scale,
         vae_scale_factor=vae_scale,
     )
 

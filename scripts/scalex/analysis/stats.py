@@ -353,7 +353,7 @@ def cosine_from_dots(dots: Mapping[tuple[str, str], np.ndarray], x: str, y: str)
         return xy / np.sqrt(dots[(x, x)] * dots[(y, y)])
 
 
-def step_labels(n_steps: int, labels: Sequence[int] | None, steps: Steps = None) -> list:
+def step_labels(n_steps: int, labels: Sequence[float] | None, steps: Steps = None) -> list:
     """Labels of the chosen steps plus ``"all"`` for the pooled column."""
     idx = _step_index(n_steps, steps)
     if labels is None:
@@ -361,5 +361,5 @@ def step_labels(n_steps: int, labels: Sequence[int] | None, steps: Steps = None)
     else:
         if len(labels) != n_steps:
             raise ValueError(f"need {n_steps} step labels; got {len(labels)}")
-        chosen = [int(labels[i]) for i in idx]
+        chosen = [round(float(labels[i])) for i in idx]  # timesteps, rounded
     return [*chosen, "all"]

@@ -181,8 +181,6 @@ def run_header(
     extractor: Any,
 ) -> dict[str, Any]:
     """What a shard says about the run that made it (every shard of the run says the same)."""
-    from scalex.extract import schedule_timesteps
-
     scheduler = pipe.scheduler
     return {
         "settings_hash": settings_hash,
@@ -196,7 +194,7 @@ def run_header(
         "scheduler": type(scheduler).__name__,
         "scheduler_config": dict(scheduler.config),
         "num_inference_steps": sampling.steps,
-        "timesteps": schedule_timesteps(scheduler, sampling.steps, extractor.kept),
+        "timesteps": extractor.timesteps_of(extractor.kept),
         "step_indices": extractor.kept,
         "readouts": list(sampling.readouts),
         "device": str(extractor.device),
