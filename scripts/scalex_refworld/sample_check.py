@@ -54,13 +54,15 @@ def render_samples(
     ``generator=torch.Generator(noise_device).manual_seed(seed)``, batched with a list of
     generators (which gives each sample the noise it gets alone)."""
     import torch
+    from scalex.families import denoiser_of, stock_call_kwargs
     from scalex.models import seed_generators
 
     noise_device = sampling.get("noise_device", "cpu")
+    family_kwargs = stock_call_kwargs(pipe, sampling.get("negative_prompt") or None)
     out = []
     for start in range(0, len(prompts), max(1, batch_size)):
         chunk = slice(start, start + max(1, batch_size))
-        gens = seed_generators(seeds[chunk], noise_device, pipe.unet.device)
+        gens = seed_generators(seeds[chunk], noise_device, denoiser_of(pipe).device)
         with torch.inference_mode():
             res = pipe(
                 list(prompts[chunk]),
@@ -69,9 +71,9 @@ def render_samples(
                 height=sampling.get("height"),
                 width=sampling.get("width"),
                 eta=float(sampling.get("eta", 0.0)),
-                negative_prompt=sampling.get("negative_prompt") or None,
                 generator=gens,
                 output_type="np",
+                **family_kwargs,
             )
         out.append(np.asarray(res.images, dtype=np.float32))
     return np.concatenate(out) if out else np.zeros((0, W.SIZE, W.SIZE, 3), np.float32)

@@ -81,6 +81,43 @@ def make_unet(width: int = 64, cross_attention_dim: int = 384):
     )
 
 
+def make_dit(
+    width: int = 128,
+    layers: int = 6,
+    heads: int = 4,
+    patch: int = 2,
+    caption_channels: int = 384,
+):
+    """A small PixArt-style DiT over the same latents: adaLN-single timestep conditioning,
+    cross-attention to the caption's token states (masked), epsilon prediction."""
+    from diffusers import PixArtTransformer2DModel
+
+    return PixArtTransformer2DModel(
+        sample_size=W.SIZE // 4,
+        patch_size=patch,
+        in_channels=4,
+        out_channels=4,
+        num_layers=layers,
+        num_attention_heads=heads,
+        attention_head_dim=width // heads,
+        cross_attention_dim=width,
+        caption_channels=caption_channels,
+        attention_bias=True,
+        activation_fn="gelu-approximate",
+        num_embeds_ada_norm=1000,
+        norm_type="ada_norm_single",
+        norm_elementwise_affine=False,
+        norm_eps=1e-6,
+        use_additional_conditions=False,
+    )
+
+
+#: ``PixArtSigmaPipeline``'s default T5 length: the DiT world's captions are encoded to it
+DIT_MAX_SEQUENCE_LENGTH = 300
+#: caption tokens kept per row in training (the rest are padding, masked out of attention)
+DIT_KEPT_TOKENS = 32
+
+
 def make_noise_scheduler():
     from diffusers import DDPMScheduler
 
@@ -104,35 +141,69 @@ def make_sampling_scheduler(noise_scheduler):
 
 
 class PromptCache:
-    """Token states of captions, computed as ``StableDiffusionPipeline.encode_prompt`` does.
+    """The denoiser's text conditioning of captions, computed as the stock pipeline's
+    ``encode_prompt`` does, as keyword arguments of the denoiser's forward.
 
-    The encoder is frozen, so each distinct caption is encoded once.
+    UNet worlds: ``StableDiffusionPipeline`` (token states padded to the tokenizer's length, no
+    mask). DiT worlds: ``PixArtSigmaPipeline`` (lower-cased caption, encoder and the DiT's
+    cross-attention masked). The pipeline pads to 300 tokens; here captions are padded to 32: the
+    real tokens' states do not depend on how much masked padding follows (equal within float
+    rounding, tested), and masked padding changes nothing the DiT computes, so training sees the
+    pipeline's conditioning at a tenth of the encoder's cost. The encoder is frozen, so each
+    distinct caption is encoded once.
     """
 
-    def __init__(self, text_encoder, tokenizer):
-        self.enc, self.tok = text_encoder, tokenizer
+    def __init__(self, text_encoder, tokenizer, masked: bool = False):
+        self.enc, self.tok, self.masked = text_encoder, tokenizer, masked
         self.index: dict[str, int] = {}
         self.rows: list[torch.Tensor] = []
+        self.masks: list[torch.Tensor] = []
 
     @torch.no_grad()
-    def encode(self, prompts: list[str]) -> torch.Tensor:
-        ids = self.tok(
-            prompts,
+    def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if not self.masked:
+            ids = self.tok(
+                prompts,
+                padding="max_length",
+                max_length=self.tok.model_max_length,
+                truncation=True,
+                return_tensors="pt",
+            ).input_ids
+            return self.enc(ids)[0].float(), None
+        text = [p.lower().strip() for p in prompts]
+        lengths = self.tok(text, add_special_tokens=True, truncation=False).input_ids
+        if max(len(ids) for ids in lengths) > DIT_KEPT_TOKENS:
+            raise ValueError(f"a caption has more than {DIT_KEPT_TOKENS} tokens")
+        tokens = self.tok(
+            text,
             padding="max_length",
-            max_length=self.tok.model_max_length,
+            max_length=DIT_KEPT_TOKENS,
             truncation=True,
+            add_special_tokens=True,
             return_tensors="pt",
-        ).input_ids
-        return self.enc(ids)[0].float()
+        )
+        mask = tokens.attention_mask
+        states = self.enc(tokens.input_ids, attention_mask=mask)[0].float()
+        return states, mask
 
-    def __call__(self, prompts: list[str]) -> torch.Tensor:
+    def __call__(self, prompts: list[str]) -> dict:
         new = sorted({p for p in prompts if p not in self.index})
         if new:
-            emb = self.encode(new)
-            for p, e in zip(new, emb, strict=True):
+            emb, mask = self.encode(new)
+            for i, p in enumerate(new):
                 self.index[p] = len(self.rows)
-                self.rows.append(e)
-        return torch.stack([self.rows[self.index[p]] for p in prompts])
+                self.rows.append(emb[i])
+                if mask is not None:
+                    self.masks.append(mask[i])
+        rows = [self.index[p] for p in prompts]
+        states = torch.stack([self.rows[r] for r in rows])
+        if not self.masked:
+            return {"encoder_hidden_states": states}
+        return {
+            "encoder_hidden_states": states,
+            "encoder_attention_mask": torch.stack([self.masks[r] for r in rows]),
+            "added_cond_kwargs": {"resolution": None, "aspect_ratio": None},
+        }
 
 
 # ---------------------------------------------------------------- data
@@ -250,8 +321,7 @@ def train_unet(
         noise = torch.randn(latents.shape, generator=gen)
         t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (batch,), generator=gen)
         noisy = noise_scheduler.add_noise(latents, noise, t)
-        cond = prompts(caps)
-        pred = unet(noisy, t, encoder_hidden_states=cond).sample
+        pred = unet(noisy, timestep=t, **prompts(caps)).sample
         loss = F.mse_loss(pred, noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -276,18 +346,30 @@ def train_unet(
 
 
 def save_pipeline(out: Path, vae, unet, noise_scheduler, text_encoder, tokenizer, marker: dict):
-    from diffusers import StableDiffusionPipeline
+    """A ``StableDiffusionPipeline`` folder (UNet worlds) or a ``PixArtSigmaPipeline`` one (a
+    DiT world: ``unet`` is then the transformer)."""
+    from diffusers import PixArtSigmaPipeline, StableDiffusionPipeline
 
-    pipe = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=make_sampling_scheduler(noise_scheduler),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    scheduler = make_sampling_scheduler(noise_scheduler)
+    if is_dit(unet):
+        pipe = PixArtSigmaPipeline(
+            tokenizer=tokenizer,
+            text_encoder=text_encoder,
+            vae=vae,
+            transformer=unet,
+            scheduler=scheduler,
+        )
+    else:
+        pipe = StableDiffusionPipeline(
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            unet=unet,
+            scheduler=scheduler,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
     if out.exists():
         shutil.rmtree(out)
     pipe.save_pretrained(out, safe_serialization=True)
@@ -297,12 +379,19 @@ def save_pipeline(out: Path, vae, unet, noise_scheduler, text_encoder, tokenizer
     (out / MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n")
 
 
+def is_dit(denoiser) -> bool:
+    return type(denoiser).__name__ == "PixArtTransformer2DModel"
+
+
 def load_base(folder: Path):
-    """The VAE and UNet of a trained reference model (safetensors only), for fine-tuning."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+    """The VAE and denoiser (UNet or DiT) of a trained reference model (safetensors only), for
+    fine-tuning."""
+    from diffusers import AutoencoderKL, PixArtTransformer2DModel, UNet2DConditionModel
 
     kw = {"local_files_only": True, "use_safetensors": True}
     vae = AutoencoderKL.from_pretrained(folder / "vae", **kw).eval()
+    if (folder / "transformer").is_dir():
+        return vae, PixArtTransformer2DModel.from_pretrained(folder / "transformer", **kw)
     unet = UNet2DConditionModel.from_pretrained(folder / "unet", **kw)
     return vae, unet
 
@@ -362,6 +451,17 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=None, help=f"default {TRAIN['warmup']}")
     ap.add_argument("--ema", type=float, default=None, help=f"default {TRAIN['ema']}")
     ap.add_argument("--unet-width", type=int, default=32)
+    ap.add_argument(
+        "--denoiser",
+        choices=("unet", "dit"),
+        default="unet",
+        help="the denoiser trained from scratch: the UNet of every UNet world, or a small "
+        "PixArt-style DiT (saved as a PixArtSigmaPipeline); the --unet-* options train either",
+    )
+    ap.add_argument("--dit-width", type=int, default=128)
+    ap.add_argument("--dit-layers", type=int, default=6)
+    ap.add_argument("--dit-heads", type=int, default=4)
+    ap.add_argument("--dit-patch", type=int, default=2)
     ap.add_argument("--variants", type=int, default=48, help="jittered images per identity")
     ap.add_argument("--max-length", type=int, default=16)
     ap.add_argument(
@@ -401,7 +501,16 @@ def main(argv=None) -> int:
         vae_done = train_vae(
             vae, images, args.vae_steps, args.vae_batch, args.vae_lr, args.seed, vae_deadline
         )
-        unet = make_unet(args.unet_width, text_encoder.config.hidden_size)
+        if args.denoiser == "dit":
+            unet = make_dit(
+                args.dit_width,
+                args.dit_layers,
+                args.dit_heads,
+                args.dit_patch,
+                text_encoder.config.hidden_size,
+            )
+        else:
+            unet = make_unet(args.unet_width, text_encoder.config.hidden_size)
     else:
         vae, unet = load_base(base)
         vae_done = 0
@@ -424,7 +533,7 @@ def main(argv=None) -> int:
     )
 
     noise_scheduler = make_noise_scheduler()
-    prompts = PromptCache(text_encoder, tokenizer)
+    prompts = PromptCache(text_encoder, tokenizer, masked=is_dit(unet))
     remaining = None if deadline_total is None else deadline_total - (time.monotonic() - t_start)
     t0 = time.monotonic()
     ema_unet, unet_done = train_unet(
@@ -460,12 +569,17 @@ def main(argv=None) -> int:
             "reconstruction_readback": vae_acc,
             "scaling_factor": scale,
         },
+        "denoiser": "dit" if is_dit(unet) else "unet",
         "unet": {
             "steps": unet_done,
             "planned_steps": args.unet_steps,
             "seconds": round(unet_seconds, 1),
             "batch": args.unet_batch,
-            "width": int(unet.config.block_out_channels[0]),
+            "width": int(
+                unet.config.num_attention_heads * unet.config.attention_head_dim
+                if is_dit(unet)
+                else unet.config.block_out_channels[0]
+            ),
             "lr": args.unet_lr,
             "warmup": args.warmup,
             "ema": args.ema,
@@ -483,6 +597,13 @@ def main(argv=None) -> int:
         },
         "torch_threads": torch.get_num_threads(),
     }
+    if is_dit(unet):
+        marker["unet"].update(
+            layers=int(unet.config.num_layers),
+            heads=int(unet.config.num_attention_heads),
+            patch=int(unet.config.patch_size),
+        )
+        marker["sampling"]["pipeline"] = "PixArtSigmaPipeline"
     if base is not None:
         # the VAE is the base's, unchanged; the UNet starts from the base's weights
         marker["vae"] = {**base_marker["vae"], "steps": 0, "from": "init_from"}

@@ -23,7 +23,9 @@ __all__ = [
     "adapter_class",
     "adapter_for_folder",
     "architecture",
+    "denoiser_of",
     "family",
+    "stock_call_kwargs",
 ]
 
 #: The adapter of each architecture, in detection order; a family not listed (a loader's own,
@@ -86,3 +88,19 @@ def adapter_for_folder(model_index: dict[str, Any]) -> type[FamilyAdapter]:
         if pipeline in adapter.pipelines:
             return adapter
     return FamilyAdapter
+
+
+def denoiser_of(pipe: Any) -> Any:
+    """A loaded pipeline's denoiser (``pipe.unet`` or ``pipe.transformer``)."""
+    return getattr(pipe, adapter_class(pipe).denoiser_attr)
+
+
+def stock_call_kwargs(pipe: Any, negative_prompt: str | None = None) -> dict[str, Any]:
+    """Extra arguments for calling the stock pipeline so that it samples as scalex does
+    (PixArt: no resolution binning where the model has no bin table), with a negative prompt
+    only when one is given (``None`` is not every pipeline's default)."""
+    adapter = adapter_class(pipe)(pipe, denoiser_of(pipe).device, cfg=False)
+    kwargs = adapter.stock_call_kwargs()
+    if negative_prompt is not None:
+        kwargs["negative_prompt"] = negative_prompt
+    return kwargs
