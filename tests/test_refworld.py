@@ -108,11 +108,18 @@ def table():
 
 
 def test_committed_worlds_are_all_there():
-    """Every committed model within the size budget; the fine-tunes share their base's VAE."""
+    """Every committed model within the size budget; the fine-tunes share their base's VAE; the
+    -dit worlds are PixArt pipelines with a DiT denoiser."""
     assert WORLDS == [
-        "heldout", "heldout2", "heldout2-ft", "heldout3", "heldout4", "opposed", "scrambled",
-        "stereotyped", "stereotyped-ft", "stereotyped-ft-seed1",
+        "heldout", "heldout2", "heldout2-ft", "heldout3", "heldout4", "heldout5-dit", "opposed",
+        "scrambled", "stereotyped", "stereotyped-dit", "stereotyped-ft", "stereotyped-ft-seed1",
     ]  # fmt: skip
+    for name in WORLDS:
+        index = json.loads((W.world_model(name) / "model_index.json").read_text())
+        marker = json.loads((W.world_model(name) / MARKER).read_text())
+        dit = name.endswith("-dit")
+        assert index["_class_name"] == ("PixArtSigmaPipeline" if dit else "StableDiffusionPipeline")
+        assert marker.get("denoiser", "unet") == ("dit" if dit else "unet"), name
     for name in WORLDS:
         size = sum(f.stat().st_size for f in W.world_model(name).rglob("*") if f.is_file())
         assert size <= 20e6, name

@@ -35,7 +35,8 @@ def test_every_world_meets_its_targets_and_the_text_control_does_not(tmp_path):
     table = pd.read_csv(out / "summary.tsv", sep="\t")
     worlds = {"stereotyped", "opposed", "scrambled", "heldout", "heldout2", "heldout3", "heldout4"}
     worlds |= {"stereotyped-ft", "stereotyped-ft-seed1", "heldout2-ft"}
-    assert set(table["world"]) == worlds == set(W.committed_worlds())
+    assert set(table["world"]) == worlds == set(W.committed_worlds("unet"))
+    assert set(W.committed_worlds("dit")) == {"stereotyped-dit", "heldout5-dit"}  # not judged
     assert set(table["readout"]) == {"content", "prompt", "text"}
     for metric, readouts in VALIDATED.items():
         rows = table[table["readout"].isin(readouts) & (table["metric"] == metric)]
@@ -48,7 +49,7 @@ def test_every_world_meets_its_targets_and_the_text_control_does_not(tmp_path):
         best = g[g["readout"] != "text"]["value"].max()
         assert best >= g[g["readout"] == "text"]["value"].max() + GENDER_MARGIN, world
     text = table[(table["readout"] == "text") & table["metric"].isin(TARGETS)]
-    for world in DISCRIMINATING:
+    for world in set(DISCRIMINATING) & worlds:
         rows = text[text["world"] == world]
         assert (rows["value"] < rows["target"]).any(), f"text control passes on {world}"
     assert (out / "summary.md").read_text().startswith("| world | readout |")

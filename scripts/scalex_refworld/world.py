@@ -346,12 +346,15 @@ def world_model(name: str = DEFAULT_WORLD) -> Path:
     return WORLDS_DIR / name / "model"
 
 
-def committed_worlds() -> list[str]:
-    """Names of the committed worlds (folders with a table and a trained model)."""
+def committed_worlds(denoiser: str | None = None) -> list[str]:
+    """Names of the committed worlds (folders with a table and a trained model); with
+    ``denoiser`` (``unet`` or ``dit``) only the worlds whose model has that denoiser."""
     return sorted(
         p.name
         for p in WORLDS_DIR.iterdir()
-        if (p / "world.tsv").is_file() and (p / "model" / "model_index.json").is_file()
+        if (p / "world.tsv").is_file()
+        and (p / "model" / "model_index.json").is_file()
+        and denoiser in (None, "dit" if (p / "model" / "transformer").is_dir() else "unet")
     )
 
 

@@ -49,19 +49,16 @@ class PixArtAdapter(TransformerAdapter):
         return bins.get(int(self.denoiser.config.sample_size))
 
     def stock_call_kwargs(self):
-        return {"use_resolution_binning": self._bins() is not None}
+        return {"use_resolution_binning": self._bins() is not None, "clean_caption": _clean()}
 
     def _prompt(self, prompts, cfg):
-        from diffusers.utils import is_bs4_available, is_ftfy_available
-
         return self.pipe.encode_prompt(
             prompts,
             cfg,
             negative_prompt=self.negative_prompt or "",
             num_images_per_prompt=1,
             device=self.device,
-            # the stock default, True, falls back to False without these (with a warning each call)
-            clean_caption=is_bs4_available() and is_ftfy_available(),
+            clean_caption=_clean(),
             max_sequence_length=self.max_sequence_length,
         )
 
@@ -106,3 +103,11 @@ class PixArtAdapter(TransformerAdapter):
         if int(self.denoiser.config.out_channels) // 2 == channels:
             pred = pred.chunk(2, dim=1)[0]  # learned sigma: keep the noise half
         return pred
+
+
+def _clean() -> bool:
+    """The stock default ``clean_caption=True`` as it takes effect: it falls back to False
+    (with a warning at every call) when ``bs4`` or ``ftfy`` is not installed."""
+    from diffusers.utils import is_bs4_available, is_ftfy_available
+
+    return is_bs4_available() and is_ftfy_available()
