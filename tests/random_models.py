@@ -92,6 +92,29 @@ def _t5_text():
     return T5EncoderModel(cfg)
 
 
+def pixart_transformer(sample_size: int = 8, patch_size: int = 2, num_layers: int = 3):
+    """A tiny PixArt DiT (24 wide: PixArt-alpha's size embeddings split the width in three)."""
+    from diffusers import PixArtTransformer2DModel
+
+    return PixArtTransformer2DModel(
+        sample_size=sample_size,
+        num_layers=num_layers,
+        patch_size=patch_size,
+        attention_head_dim=8,
+        num_attention_heads=3,
+        caption_channels=T5_WIDTH,
+        in_channels=4,
+        cross_attention_dim=24,
+        out_channels=8,
+        attention_bias=True,
+        activation_fn="gelu-approximate",
+        num_embeds_ada_norm=1000,
+        norm_type="ada_norm_single",
+        norm_elementwise_affine=False,
+        norm_eps=1e-6,
+    )
+
+
 def build_transformer_pipeline(family: str, guidance_embeds: bool = True):
     """A tiny random-weight SD3, Flux.1-dev-shaped (``guidance_embeds=False``: schnell-shaped)
     or PixArt-Sigma pipeline."""
@@ -101,7 +124,6 @@ def build_transformer_pipeline(family: str, guidance_embeds: bool = True):
         FluxPipeline,
         FluxTransformer2DModel,
         PixArtSigmaPipeline,
-        PixArtTransformer2DModel,
         SD3Transformer2DModel,
         StableDiffusion3Pipeline,
     )
@@ -155,28 +177,11 @@ def build_transformer_pipeline(family: str, guidance_embeds: bool = True):
             transformer=transformer,
         )
     if family == "pixart":
-        transformer = PixArtTransformer2DModel(
-            sample_size=8,
-            num_layers=3,
-            patch_size=2,
-            attention_head_dim=8,
-            num_attention_heads=3,
-            caption_channels=T5_WIDTH,
-            in_channels=4,
-            cross_attention_dim=24,
-            out_channels=8,
-            attention_bias=True,
-            activation_fn="gelu-approximate",
-            num_embeds_ada_norm=1000,
-            norm_type="ada_norm_single",
-            norm_elementwise_affine=False,
-            norm_eps=1e-6,
-        )
         return PixArtSigmaPipeline(
             tokenizer=tokenizer,
             text_encoder=_t5_text(),
             vae=_vae(),
-            transformer=transformer,
+            transformer=pixart_transformer(),
             scheduler=DDIMScheduler(),
         )
     raise ValueError(f"unknown transformer family {family!r}; expected {TRANSFORMER_FAMILIES}")

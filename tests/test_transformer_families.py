@@ -350,28 +350,11 @@ def test_pixart_alpha_resolution_conditioning_and_binning_as_the_stock_pipeline(
         AutoencoderKL,
         DDIMScheduler,
         PixArtAlphaPipeline,
-        PixArtTransformer2DModel,
     )
-    from random_models import T5_WIDTH, _t5_text, _tokenizer
+    from random_models import _t5_text, _tokenizer, pixart_transformer
 
     torch.manual_seed(0)
-    transformer = PixArtTransformer2DModel(
-        sample_size=128,
-        num_layers=2,
-        patch_size=8,
-        attention_head_dim=8,
-        num_attention_heads=3,  # the size embeddings split the width in three
-        caption_channels=T5_WIDTH,
-        in_channels=4,
-        cross_attention_dim=24,
-        out_channels=8,
-        attention_bias=True,
-        activation_fn="gelu-approximate",
-        num_embeds_ada_norm=1000,
-        norm_type="ada_norm_single",
-        norm_elementwise_affine=False,
-        norm_eps=1e-6,
-    )
+    transformer = pixart_transformer(sample_size=128, patch_size=8, num_layers=2)
     assert transformer.use_additional_conditions
     vae = AutoencoderKL(  # scale 8, as PixArt's: a 1024 px image is a 128 x 128 latent
         block_out_channels=(8, 8, 8, 8),

@@ -232,11 +232,11 @@ def check_model_settings(cfg: dict[str, Any], folder: Path | None) -> None:
             configs[name] = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ModelError(f"model.id: {path} is not valid JSON ({err})") from err
-    from scalex.families import adapter_for_folder
+    from scalex.model_checks import check_files
 
     if not isinstance(configs["model_index.json"], dict):
         raise ModelError(f"model.id: {folder / 'model_index.json'} is not a JSON object")
-    adapter_for_folder(configs["model_index.json"]).check_files(cfg, configs)
+    check_files(cfg, configs)
 
 
 def check_model_source(model_id: str) -> Path | None:

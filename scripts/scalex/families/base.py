@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from scalex.errors import ConfigError, ExtractionError
+from scalex.errors import ExtractionError
 from scalex.hooks import UNET_STREAM, Stream
 
 #: The keyword arguments of one denoiser call besides its latents and timestep.
@@ -271,58 +271,10 @@ class FamilyAdapter:
     # -- config checks before loading --------------------------------------------------------------
     @classmethod
     def check_files(cls, cfg: dict[str, Any], configs: dict[str, Any]) -> None:
-        """Check taps, image size and branch against a local UNet model's config files."""
-        unet, vae = configs.get("unet/config.json"), configs.get("vae/config.json")
-        if unet is None:
-            return
-        n_down = len(unet.get("down_block_types", []))
-        n_up = len(unet.get("up_block_types", []))
-        for tap in cfg["extraction"]["taps"]:
-            head, _, rest = tap.partition(".")
-            index = rest.split(".")[0]
-            known = {
-                "mid_block",
-                "conv_in",
-                "conv_out",
-                "time_embedding",
-                "down_blocks",
-                "up_blocks",
-            }
-            bad = head not in known or (
-                head in {"down_blocks", "up_blocks"}
-                and (
-                    not index.isdigit() or int(index) >= (n_down if head == "down_blocks" else n_up)
-                )
-            )
-            if bad:
-                raise ConfigError(
-                    f"extraction.taps: the UNet has no block {tap!r} (it has mid_block, "
-                    f"down_blocks.0-{n_down - 1}, up_blocks.0-{n_up - 1})"
-                )
-        scale = vae_scale_of(vae)
-        multiple = scale * 2 ** max(0, len(unet.get("block_out_channels", [])) - 1)
-        check_size(
-            cfg, multiple, f"VAE scale {scale}, {len(unet['block_out_channels'])} UNet levels"
-        )
-        if cfg["sampling"]["branch"] == "uncond" and unet.get("time_cond_proj_dim") is not None:
-            raise ConfigError(
-                "sampling.branch 'uncond': this model has guidance distilled into an embedding "
-                "(no unconditional branch)"
-            )
+        """The local-folder checks of this family (torch-free: :mod:`scalex.model_checks`)."""
+        from scalex.model_checks import check_unet
+
+        check_unet(cfg, configs)
 
 
-def vae_scale_of(vae_config: dict[str, Any] | None) -> int:
-    """The VAE's downsampling factor from its config (8 when there is none to read)."""
-    if not vae_config:
-        return 8
-    return 2 ** (len(vae_config.get("block_out_channels", [0] * 4)) - 1)
-
-
-def check_size(cfg: dict[str, Any], multiple: int, why: str) -> None:
-    """``sampling.height``/``width``, when set, must be multiples of ``multiple``."""
-    for key in ("height", "width"):
-        value = cfg["sampling"].get(key)
-        if value is not None and value % multiple:
-            raise ConfigError(
-                f"sampling.{key} {value} must be a multiple of {multiple} for this model ({why})"
-            )
+from scalex.model_checks import check_size, vae_scale_of  # noqa: E402,F401

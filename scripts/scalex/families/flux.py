@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from scalex.errors import ConfigError
 from scalex.families.base import DenoiserKwargs
 from scalex.families.transformer import FlowMatchingAdapter
 
@@ -110,15 +109,6 @@ class FluxAdapter(FlowMatchingAdapter):
             **kwargs,
             return_dict=False,
         )
-
-    @classmethod
-    def check_files(cls, cfg: dict[str, Any], configs: dict[str, Any]) -> None:
-        super().check_files(cfg, configs)
-        if cfg["sampling"].get("negative_prompt"):
-            raise ConfigError(
-                "sampling.negative_prompt: Flux samples without an unconditional branch here "
-                "(its stock pipeline's default); leave it empty"
-            )
 
     @classmethod
     def has_uncond_branch(cls) -> bool:

@@ -15,8 +15,7 @@ from typing import Any
 
 import torch
 
-from scalex.errors import ConfigError
-from scalex.families.base import FamilyAdapter, check_size, vae_scale_of
+from scalex.families.base import FamilyAdapter
 from scalex.hooks import Stream
 
 #: the tap that names a transformer's middle block, as it names a UNet's bottleneck
@@ -85,30 +84,9 @@ class TransformerAdapter(FamilyAdapter):
 
     @classmethod
     def check_files(cls, cfg: dict[str, Any], configs: dict[str, Any]) -> None:
-        """Taps and image size against a local transformer model's config files."""
-        config = configs.get("transformer/config.json")
-        if config is None:
-            return
-        names = block_names(config)
-        for tap in cfg["extraction"]["taps"]:
-            if tap != MIDDLE and tap not in names:
-                stacks = ", ".join(
-                    f"{stack}.0-{int(config[key]) - 1}"
-                    for stack, key in BLOCK_STACKS
-                    if config.get(key)
-                )
-                raise ConfigError(
-                    f"extraction.taps: the transformer has no block {tap!r} (it has {MIDDLE}, "
-                    f"the middle block, and {stacks})"
-                )
-        scale = vae_scale_of(configs.get("vae/config.json"))
-        patch = cls.patch_of(config)
-        check_size(cfg, scale * patch, f"VAE scale {scale}, patch size {patch}")
-        if cfg["sampling"]["branch"] == "uncond" and not cls.has_uncond_branch():
-            raise ConfigError(
-                "sampling.branch 'uncond': this model family samples without an unconditional "
-                "branch"
-            )
+        from scalex.model_checks import check_transformer
+
+        check_transformer(cfg, configs, flux=not cls.has_uncond_branch())
 
     @classmethod
     def has_uncond_branch(cls) -> bool:
