@@ -275,6 +275,3 @@ class FamilyAdapter:
         from scalex.model_checks import check_unet
 
         check_unet(cfg, configs)
-
-
-from scalex.model_checks import check_size, vae_scale_of  # noqa: E402,F401

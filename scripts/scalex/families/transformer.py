@@ -17,22 +17,7 @@ import torch
 
 from scalex.families.base import FamilyAdapter
 from scalex.hooks import Stream
-
-#: the tap that names a transformer's middle block, as it names a UNet's bottleneck
-MIDDLE = "mid_block"
-#: a transformer's block stacks, in forward order, with the config key of their length
-BLOCK_STACKS = (
-    ("transformer_blocks", "num_layers"),
-    ("single_transformer_blocks", "num_single_layers"),
-)
-
-
-def block_names(config: dict[str, Any]) -> list[str]:
-    """Every block of a transformer's stacks in forward order, from its config."""
-    names = []
-    for stack, key in BLOCK_STACKS:
-        names += [f"{stack}.{i}" for i in range(int(config.get(key) or 0))]
-    return names
+from scalex.model_checks import BLOCK_STACKS, MIDDLE, block_names
 
 
 class TransformerAdapter(FamilyAdapter):
