@@ -137,6 +137,35 @@ def make_sampling_scheduler(noise_scheduler):
     )
 
 
+def pixart_init(dit) -> None:
+    """PixArt-alpha's own initialisation (its ``initialize_weights``), which a diffusers model
+    built from a config does not get: Xavier-uniform linear layers and patch embedding, the
+    timestep and caption MLPs drawn with std 0.02, and every cross-attention output and the
+    final projection zeroed, so each block starts as the identity on the caption path."""
+    from torch import nn
+
+    for module in dit.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    proj = dit.pos_embed.proj
+    nn.init.xavier_uniform_(proj.weight.view(proj.weight.shape[0], -1))
+    nn.init.zeros_(proj.bias)
+    embedder = dit.adaln_single.emb.timestep_embedder
+    for linear in (
+        embedder.linear_1,
+        embedder.linear_2,
+        dit.adaln_single.linear,
+        dit.caption_projection.linear_1,
+        dit.caption_projection.linear_2,
+    ):
+        nn.init.normal_(linear.weight, std=0.02)
+    for linear in [block.attn2.to_out[0] for block in dit.transformer_blocks] + [dit.proj_out]:
+        nn.init.zeros_(linear.weight)
+        nn.init.zeros_(linear.bias)
+
+
 # ---------------------------------------------------------------- text conditioning
 
 
@@ -462,6 +491,12 @@ def main(argv=None) -> int:
     ap.add_argument("--dit-layers", type=int, default=6)
     ap.add_argument("--dit-heads", type=int, default=4)
     ap.add_argument("--dit-patch", type=int, default=2)
+    ap.add_argument(
+        "--dit-init",
+        choices=("diffusers", "pixart"),
+        default="diffusers",
+        help="the DiT's initial weights: a diffusers model's own, or PixArt-alpha's scheme",
+    )
     ap.add_argument("--variants", type=int, default=48, help="jittered images per identity")
     ap.add_argument("--max-length", type=int, default=16)
     ap.add_argument(
@@ -509,6 +544,8 @@ def main(argv=None) -> int:
                 args.dit_patch,
                 text_encoder.config.hidden_size,
             )
+            if args.dit_init == "pixart":
+                pixart_init(unet)
         else:
             unet = make_unet(args.unet_width, text_encoder.config.hidden_size)
     else:
@@ -601,6 +638,7 @@ def main(argv=None) -> int:
         marker["unet"].update(
             layers=int(unet.config.num_layers),
             heads=int(unet.config.num_attention_heads),
+            init=args.dit_init if base is None else "init_from",
             patch=int(unet.config.patch_size),
         )
         marker["sampling"]["pipeline"] = "PixArtSigmaPipeline"
