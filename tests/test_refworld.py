@@ -467,3 +467,30 @@ def test_heldout_fine_tune_tables_change_four_women_rates_and_one_age_rate():
     old = [p for p in base if tuned[p]["p_old"] != base[p]["p_old"]]
     assert len(old) == 1 and tuned[old[0]]["p_old"] == pytest.approx(1 - base[old[0]]["p_old"])
     assert all(tuned[p]["p_rich"] == base[p]["p_rich"] for p in base)
+
+
+def test_pixart_initialisation_starts_every_block_as_the_identity_on_the_caption_path():
+    """``--dit-init pixart``: cross-attention outputs and the final layer zeroed, so the new DiT
+    predicts zero noise whatever the caption, and its other layers are drawn afresh."""
+    import torch
+    from scalex_refworld.train import make_dit, pixart_init
+
+    torch.manual_seed(0)
+    dit = make_dit(width=32, layers=2, heads=2, caption_channels=8)
+    before = dit.caption_projection.linear_1.weight.detach().clone()
+    pixart_init(dit)
+    assert not torch.equal(before, dit.caption_projection.linear_1.weight)
+    assert float(dit.caption_projection.linear_1.weight.std()) == pytest.approx(0.02, rel=0.2)
+    for block in dit.transformer_blocks:
+        assert not block.attn2.to_out[0].weight.any() and not block.attn2.to_out[0].bias.any()
+        assert block.attn1.to_q.weight.any() and not block.attn1.to_q.bias.any()
+    latents = torch.randn(2, 4, W.SIZE // 4, W.SIZE // 4)
+    captions = torch.randn(2, 5, 8)
+    with torch.no_grad():
+        out = dit(
+            latents,
+            encoder_hidden_states=captions,
+            timestep=torch.tensor([10, 900]),
+            added_cond_kwargs={"resolution": None, "aspect_ratio": None},
+        ).sample
+    assert out.shape == latents.shape and not out.any()
