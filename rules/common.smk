@@ -28,6 +28,7 @@ from scalex.steps.prompts import vocabulary_chunks, vocabulary_record
 from scalex.steps.similarity import full_similarity
 from scalex.loaders import ground_truth
 from scalex.readouts import CONTROL, PUBLISHED, findings_readout
+from scalex.model_checks import denoiser_kind
 from scalex import layout
 from scalex.config import (
     canonical_json,
@@ -58,7 +59,8 @@ for name, value in SLURM_DEFAULTS.items():
     os.environ.setdefault(name, value)
 
 config.update(validate_config(config, base=workflow.basedir))
-check_model_settings(config, check_model_source(config["model"]["id"]))
+MODEL_FOLDER = check_model_source(config["model"]["id"])
+check_model_settings(config, MODEL_FOLDER)
 if workflow.local_exec and not workflow.remote_exec:
     check_device(config)  # jobs run on this machine: its accelerator must exist
 
@@ -277,7 +279,20 @@ if COMPARED_CONFIG and not descriptors_on():
 
 
 # -- findings (rules/findings.smk) -----------------------------------------------------------
-FINDINGS_READOUT, FINDINGS_VALIDATED = findings_readout(READOUTS)
+#: Validated: the content readout of a UNet (a transformer's is not; docs/validation.md).
+FINDINGS_READOUT, FINDINGS_VALIDATED = findings_readout(
+    READOUTS, denoiser_kind(config["model"], MODEL_FOLDER)
+)
+#: A comparison is validated when both models' findings are.
+COMPARISON_VALIDATED = FINDINGS_VALIDATED and (
+    not COMPARED_CONFIG
+    or findings_readout(
+        READOUTS,
+        denoiser_kind(
+            COMPARED_CONFIG["model"], check_model_source(COMPARED_CONFIG["model"]["id"])
+        ),
+    )[1]
+)
 FINDINGS_REFERENCES = ANALYSIS["findings"]["references"]
 #: The published cosine score, compared with each reference beside the shares.
 PUBLISHED_READOUT = PUBLISHED if PUBLISHED in READOUTS else FINDINGS_READOUT

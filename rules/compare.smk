@@ -40,7 +40,7 @@ rule diff:
         spec=canonical_json(
             {
                 "readout": FINDINGS_READOUT,
-                "validated": FINDINGS_VALIDATED,
+                "validated": COMPARISON_VALIDATED,
                 "control": CONTROL if CONTROL in READOUTS else None,
                 "axes": config["concepts"]["descriptors"]["axes"],
                 "targets": descriptor_targets(),

@@ -64,6 +64,9 @@ def test_text_agrees_only_where_the_text_encoder_names_the_same_majority():
 def test_findings_readout_is_the_validated_one_when_stored():
     assert findings_readout(["content", "prompt", "text"]) == ("content", True)
     assert findings_readout(["prompt", "text"]) == ("prompt", False)
+    # validated on UNet denoisers only: a transformer's (or an unknown) content readout is not
+    assert findings_readout(["content", "text"], "transformer") == ("content", False)
+    assert findings_readout(["content", "text"], "unknown") == ("content", False)
     with pytest.raises(ValueError, match="H-space readout"):
         findings_readout(["text"])
 

@@ -94,7 +94,8 @@ class Results:
         share of the concept's generated samples showing the value, with its CI and sample
         count, the text control's share beside it, and whether the text encoder alone gives the
         same majority (``findings/findings.tsv``; the content readout's per-sample vote, the
-        reading validated image by image on the reference worlds)."""
+        reading validated image by image on the UNet reference worlds: ``validated`` says
+        whether it is for this model)."""
         path = self.path("findings")
         table = self.table("findings")
         if axis is not None:

@@ -39,8 +39,9 @@ commands:
 findings, after a run (under results/<model>-<hash>/):
   findings/findings.tsv   per concept and identity axis (e.g. gender), the estimated share of
                           the concept's generated samples that show each value, with its CI
-                          and sample count, from the validated (content) readout; beside it
-                          the text encoder alone, and whether that alone gives the same answer
+                          and sample count, from the content readout (validated for UNet
+                          models: the `validated` column); beside it the text encoder alone,
+                          and whether that alone gives the same answer
   findings/<axis>.png     the same shares as a figure, one per axis
   snakemake --report report.html --configfile ...
                           every table and figure of the run in one HTML report

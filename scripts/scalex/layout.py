@@ -83,8 +83,8 @@ OUTPUTS: dict[str, Output] = {
         "findings/findings.tsv",
         "findings",
         "**read first**: per concept, identity axis and value, the estimated share of the "
-        "concept's generated samples (validated readout), CI, n, the text control's share and "
-        "`text_agrees`",
+        "concept's generated samples (content readout; `validated`: true for UNet models, false "
+        "for transformers), CI, n, the text control's share and `text_agrees`",
         target=True,
     ),
     "findings_figure": Output("findings/{axis}.png", "findings", "the shares of one axis"),
@@ -295,7 +295,8 @@ OUTPUTS: dict[str, Output] = {
         "compare/{compared}/diff.tsv",
         "diff",
         "**with `compare:`**, against the new model's tree `<compared>`: per concept, identity "
-        "axis and first value, the estimated share in both models (validated readout), the "
+        "axis and first value, the estimated share in both models (content readout, `validated` "
+        "as in the findings), the "
         "paired difference new - base with its bootstrap CI, p- and Benjamini-Hochberg q-value, "
         "`flagged` (q <= `compare.fdr`) and the text control's difference",
         target=True,

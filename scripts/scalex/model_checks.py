@@ -7,6 +7,8 @@ without importing torch, diffusers or transformers. Each family adapter points t
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from scalex.errors import ConfigError
@@ -18,6 +20,47 @@ BLOCK_STACKS = (
     ("transformer_blocks", "num_layers"),
     ("single_transformer_blocks", "num_single_layers"),
 )
+
+
+#: the families whose denoiser is a transformer (``model.family``)
+TRANSFORMER_FAMILIES = ("sd3", "flux", "pixart")
+#: the denoisers on which the validated readout was validated (docs/validation.md)
+VALIDATED_DENOISERS = ("unet",)
+
+
+def denoiser_kind(model: dict[str, Any], folder: Path | None) -> str:
+    """``unet``, ``transformer`` or ``unknown``: from ``model.family`` when it names one, else
+    from the pipeline's ``model_index.json`` (a local folder's; for a hub id the local Hugging
+    Face cache's, else that one small file downloaded unless ``HF_HUB_OFFLINE`` is set), without
+    loading the model. ``unknown`` (nothing to read) counts as not validated."""
+    family = model.get("family", "auto")
+    if family != "auto":
+        return "transformer" if family in TRANSFORMER_FAMILIES else "unet"
+    index_file = folder / "model_index.json" if folder is not None else hub_index(model)
+    if index_file is None or not index_file.is_file():
+        return "unknown"
+    index = json.loads(index_file.read_text())
+    if "transformer" in index:
+        return "transformer"
+    return "unet" if "unet" in index else "unknown"
+
+
+def hub_index(model: dict[str, Any]) -> Path | None:
+    """A hub model's ``model_index.json``: the cached copy, or downloaded when online."""
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+    from scalex.config import hub_offline
+
+    revision = model.get("revision")
+    cached = try_to_load_from_cache(model["id"], "model_index.json", revision=revision)
+    if isinstance(cached, str):
+        return Path(cached)
+    if hub_offline():
+        return None
+    try:
+        return Path(hf_hub_download(model["id"], "model_index.json", revision=revision))
+    except Exception:  # no network, no such repo: the model loader reports it in its own job
+        return None
 
 
 def block_names(config: dict[str, Any]) -> list[str]:

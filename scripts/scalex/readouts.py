@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from scalex.layout import CONTENT, PROMPT, READOUTS, TEXT
+from scalex.model_checks import VALIDATED_DENOISERS
 
 __all__ = ["ALL", "CONTENT", "CONTROL", "PROMPT", "PUBLISHED", "TEXT", "VALIDATED"]
 #: every readout (their names live in :mod:`scalex.layout`)
@@ -22,11 +23,13 @@ CONTROL = TEXT
 PUBLISHED = PROMPT
 
 
-def findings_readout(readouts: Sequence[str]) -> tuple[str, bool]:
-    """The readout the findings use, and whether it is the validated one: the validated
-    readout when the run stores it, else the published one, labelled not validated."""
+def findings_readout(readouts: Sequence[str], denoiser: str = "unet") -> tuple[str, bool]:
+    """The readout the findings use, and whether its reading is validated: the validated
+    readout when the run stores it, else the published one, labelled not validated. The
+    validated readout is validated on UNet denoisers only (``denoiser``: ``unet``,
+    ``transformer`` or ``unknown``; the transformer readout missed its targets)."""
     if VALIDATED in readouts:
-        return VALIDATED, True
+        return VALIDATED, denoiser in VALIDATED_DENOISERS
     for fallback in (PUBLISHED, *readouts):
         if fallback != CONTROL and fallback in readouts:
             return fallback, False
