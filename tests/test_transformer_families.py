@@ -233,33 +233,51 @@ def test_config_checks_name_the_transformer_blocks(models, family):
 
 
 @pytest.mark.slow
-def test_workflow_runs_on_every_transformer_family(models, tmp_path):
-    """The Snakemake workflow end to end on the tiny SD3, Flux and PixArt models, concurrently:
-    every readout's similarity and clusters, shards that name the family and hold the middle
-    block's pooled image tokens."""
+def test_workflow_runs_on_every_transformer_family_and_the_dit_world(models, tmp_path):
+    """The Snakemake workflow end to end, concurrently, on the tiny SD3, Flux and PixArt models
+    and on the committed DiT world as its shipped config names it: every readout's similarity
+    and clusters, shards that name the family and hold the middle block's pooled image tokens,
+    and the world's findings, labelled not validated."""
     import subprocess
 
     import h5py
+    import pandas as pd
     import yaml
-    from conftest import CONCEPT_ROWS, workflow_config, write_sheet
+    from conftest import CONCEPT_ROWS, ROOT, workflow_config, write_sheet
+    from scalex import layout
     from scalex.config import results_tree, validate_config
-    from test_workflow import ENV, core_targets, snakemake_command
+    from test_workflow import ENV, core_targets, snakemake_command, tree_of
 
-    runs = {}
-    for family in TRANSFORMER_FAMILIES:
-        workdir = tmp_path / family
-        sheet = write_sheet(workdir / "concepts.tsv", CONCEPT_ROWS)
-        cfg = workflow_config(
-            models[family],
-            sheet.resolve(),
-            sampling={"guidance_scale": GUIDANCE[family], "height": SIZE, "width": SIZE},
-            extraction={"buckets": 1},
+    world_name = "stereotyped-dit"
+    world = yaml.safe_load((ROOT / "config" / "models" / f"{world_name}.yaml").read_text())
+    cases = {  # name: (family, model, overrides)
+        fam: (
+            fam,
+            models[fam],
+            {"sampling": {"guidance_scale": GUIDANCE[fam], "height": SIZE, "width": SIZE}},
         )
+        for fam in TRANSFORMER_FAMILIES
+    }
+    # the world's run also writes its findings: gender shares from descriptor votes
+    descriptors = {"targets": ["professions"], "axes": {"gender": ["female", "male"]}}
+    cases[world_name] = (
+        "pixart",
+        ROOT / world["model"]["id"],
+        {"sampling": {"guidance_scale": 2.0}, "concepts": {"descriptors": descriptors}},
+    )
+    runs = {}
+    for name, (_, model, overrides) in cases.items():
+        workdir = tmp_path / name
+        sheet = write_sheet(workdir / "concepts.tsv", CONCEPT_ROWS)
+        cfg = workflow_config(model, sheet.resolve(), extraction={"buckets": 1}, **overrides)
         config = workdir / "config.yaml"
         config.write_text(yaml.safe_dump(cfg, sort_keys=False))
         log = (workdir / "snakemake.out").open("w")
-        cmd = snakemake_command(workdir, config, targets=core_targets(config))
-        runs[family] = (
+        targets = core_targets(config)
+        if name == world_name:
+            targets.append(layout.path("findings", tree_of(config)))
+        cmd = snakemake_command(workdir, config, targets=targets)
+        runs[name] = (
             workdir,
             config,
             subprocess.Popen(cmd, cwd=workdir, env=ENV, stdout=log, stderr=subprocess.STDOUT),
@@ -272,12 +290,13 @@ def test_workflow_runs_on_every_transformer_family(models, tmp_path):
             if proc.poll() is None:
                 proc.kill()
             log.close()
-    for family, (workdir, config, proc, _) in runs.items():
+    for name, (workdir, config, proc, _) in runs.items():
+        family = cases[name][0]
         out = (workdir / "snakemake.out").read_text()
-        assert proc.returncode == 0, f"snakemake failed for {family}:\n{out[-6000:]}"
+        assert proc.returncode == 0, f"snakemake failed for {name}:\n{out[-6000:]}"
         cfg = validate_config(yaml.safe_load(config.read_text()))
         tree = workdir / results_tree(cfg)
-        assert tree.name.startswith(family)
+        assert tree.name.startswith(name)
         for readout in ("prompt", "content", "text"):
             assert (tree / readout / "similarity" / "similarity.tsv").is_file()
             assert (tree / readout / "clusters" / "raw" / "clusters.tsv").is_file()
@@ -288,6 +307,50 @@ def test_workflow_runs_on_every_transformer_family(models, tmp_path):
             assert timesteps[0] > timesteps[1] >= 0
             pooled = f["concepts/baseline/prompt/mid_block/pooled"]
             assert pooled.shape[:3] == (1, 2, 2)  # prompts, seeds, steps
+    # a transformer's findings are labelled not validated (the readout missed its targets)
+    world_config = runs[world_name][1]
+    findings = pd.read_csv(
+        tmp_path / world_name / layout.path("findings", tree_of(world_config)), sep="\t"
+    )
+    assert set(findings["concept"]) == {"doctor", "nurse", "engineer"}
+    assert (findings["readout"] == "content").all() and not findings["validated"].any()
+
+
+def test_the_denoiser_is_known_before_the_model_loads(models, tmp_path):
+    """Which denoiser a model has (so whether its findings are validated), torch-free, from
+    ``model.family`` or the folder's ``model_index.json``."""
+    from conftest import ROOT
+    from scalex.model_checks import TRANSFORMER_FAMILIES as NAMED
+    from scalex.model_checks import denoiser_kind
+
+    assert set(NAMED) == {n for n, a in ADAPTERS.items() if a.denoiser_attr == "transformer"}
+    for family, folder in models.items():
+        assert denoiser_kind({"id": str(folder), "family": "auto"}, folder) == "transformer"
+        assert denoiser_kind({"id": "any/id", "family": family}, None) == "transformer"
+    worlds = ROOT / "resources" / "worlds"
+    for world, denoiser in (("stereotyped", "unet"), ("stereotyped-dit", "transformer")):
+        folder = worlds / world / "model"
+        assert denoiser_kind({"id": str(folder), "family": "auto"}, folder) == denoiser
+    assert denoiser_kind({"id": "any/id", "family": "sdxl"}, None) == "unet"
+    (tmp_path / "model_index.json").write_text('{"_class_name": "SomePipeline"}')
+    assert denoiser_kind({"id": str(tmp_path), "family": "auto"}, tmp_path) == "unknown"
+
+
+def test_a_hub_models_denoiser_is_read_from_the_local_cache(models, tmp_path, monkeypatch):
+    """A hub id: its cached ``model_index.json`` decides; not cached and offline: unknown."""
+    import huggingface_hub
+    from scalex.model_checks import denoiser_kind
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    repo = tmp_path / "models--someone--tiny-flux"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    (snapshot / "model_index.json").write_text((models["flux"] / "model_index.json").read_text())
+    assert denoiser_kind({"id": "someone/tiny-flux", "family": "auto"}, None) == "transformer"
+    assert denoiser_kind({"id": "someone/not-cached", "family": "auto"}, None) == "unknown"
 
 
 @pytest.mark.parametrize(
