@@ -24,8 +24,8 @@ EVALUATION = ["--samples", "48", "--steps", "20", "--guidance", "1.0", "2.0"]
 
 
 def recorded_recipe(model: Path) -> dict:
-    """How a world's existing model was made (its marker): the denoiser and the fine-tune's
-    base, so that retraining a world without options (``--forcerun train_world``) remakes it
+    """How a world's existing model was made (its marker): the denoiser, the fine-tune's
+    base and a DiT's steps and caption scaling, so that retraining a world without options (``--forcerun train_world``) remakes it
     the same way."""
     from .loader import MARKER
 
@@ -36,6 +36,14 @@ def recorded_recipe(model: Path) -> dict:
     recipe = {"denoiser": marker.get("denoiser", "unet")}
     if marker.get("init_from"):
         recipe["init_from"] = marker["init_from"]["model"]
+    elif recipe["denoiser"] == "dit":  # the first DiT worlds predate the caption scaling
+        unet = marker.get("unet", {})
+        recipe["dit"] = [
+            "--unet-steps",
+            str(unet.get("planned_steps", 3600)),
+            "--dit-caption-init",
+            unet.get("caption_init", "none"),
+        ]
     return recipe
 
 
@@ -101,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--denoiser",
                 a.denoiser,
                 *init,
+                *recipe.get("dit", []),
             ]
         )
     if a.skip_evaluation:

@@ -166,6 +166,25 @@ def pixart_init(dit) -> None:
         nn.init.zeros_(linear.bias)
 
 
+@torch.no_grad()
+def unit_caption_init(dit, prompts: "PromptCache", captions: list[str]) -> tuple[float, float]:
+    """Rescale the caption projection's two layers so that, on these captions' real tokens,
+    each layer's output has unit standard deviation (a data-dependent initialisation, as the
+    VAE's ``scaling_factor`` gives the latents unit variance). With a diffusers model's own
+    initialisation the projected MiniLM states are so small that cross-attention starts, and
+    stays, nearly uniform over the caption's tokens. Returns the output std before and after."""
+    kw = prompts(captions)
+    states = kw["encoder_hidden_states"][kw["encoder_attention_mask"].bool()]
+    proj = dit.caption_projection
+    before = float(proj(states).std())
+    for linear in (proj.linear_1, proj.linear_2):
+        inputs = states if linear is proj.linear_1 else proj.act_1(proj.linear_1(states))
+        std = float(linear(inputs).std())
+        linear.weight.div_(std)
+        linear.bias.div_(std)
+    return before, float(proj(states).std())
+
+
 # ---------------------------------------------------------------- text conditioning
 
 
@@ -448,6 +467,9 @@ def vae_readback(vae, lat_mean, world: W.World, variants: int) -> float:
 #: training from scratch, as a debiasing fine-tune of a trained model is run.
 FINE_TUNE = {"unet_steps": 1200, "unet_lr": 5e-4, "warmup": 100, "ema": 0.995}
 TRAIN = {"unet_steps": 3600, "unet_lr": 1e-3, "warmup": 200, "ema": 0.999}
+#: A new DiT world's recipe (docs/validation.md, "Transformer worlds: recipe declared
+#: 2026-12-04"): twice the steps, and the caption projection scaled to unit output.
+DIT_TRAIN = {**TRAIN, "unet_steps": 7200, "dit_caption_init": "unit"}
 
 
 def main(argv=None) -> int:
@@ -467,7 +489,12 @@ def main(argv=None) -> int:
     ap.add_argument("--vae-batch", type=int, default=32)
     ap.add_argument("--vae-lr", type=float, default=2e-3)
     ap.add_argument("--vae-width", type=int, default=16)
-    ap.add_argument("--unet-steps", type=int, default=None, help=f"default {TRAIN['unet_steps']}")
+    ap.add_argument(
+        "--unet-steps",
+        type=int,
+        default=None,
+        help=f"default {TRAIN['unet_steps']} ({DIT_TRAIN['unet_steps']} for a DiT)",
+    )
     ap.add_argument(
         "--unet-stop-at",
         type=int,
@@ -492,6 +519,13 @@ def main(argv=None) -> int:
     ap.add_argument("--dit-heads", type=int, default=4)
     ap.add_argument("--dit-patch", type=int, default=2)
     ap.add_argument(
+        "--dit-caption-init",
+        choices=("none", "unit"),
+        default=None,
+        help="unit: rescale the DiT's caption projection to unit output std on training "
+        f"captions (default {DIT_TRAIN['dit_caption_init']}; the first DiT worlds: none)",
+    )
+    ap.add_argument(
         "--dit-init",
         choices=("diffusers", "pixart"),
         default="diffusers",
@@ -507,7 +541,7 @@ def main(argv=None) -> int:
     )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    plan = FINE_TUNE if args.init_from else TRAIN
+    plan = FINE_TUNE if args.init_from else DIT_TRAIN if args.denoiser == "dit" else TRAIN
     for key, default in plan.items():
         if getattr(args, key) is None:
             setattr(args, key, default)
@@ -571,6 +605,10 @@ def main(argv=None) -> int:
 
     noise_scheduler = make_noise_scheduler()
     prompts = PromptCache(text_encoder, tokenizer, masked=is_dit(unet))
+    if base is None and is_dit(unet) and args.dit_caption_init == "unit":
+        _, captions = world.sample_examples(1024, np.random.default_rng(args.seed + 3))
+        before, after = unit_caption_init(unet, prompts, captions)
+        log.info("DiT caption projection: output std %.4f -> %.4f", before, after)
     remaining = None if deadline_total is None else deadline_total - (time.monotonic() - t_start)
     t0 = time.monotonic()
     ema_unet, unet_done = train_unet(
@@ -639,6 +677,7 @@ def main(argv=None) -> int:
             layers=int(unet.config.num_layers),
             heads=int(unet.config.num_attention_heads),
             init=args.dit_init if base is None else "init_from",
+            caption_init=args.dit_caption_init if base is None else "init_from",
             patch=int(unet.config.patch_size),
         )
         marker["sampling"]["pipeline"] = "PixArtSigmaPipeline"
