@@ -494,3 +494,45 @@ def test_pixart_initialisation_starts_every_block_as_the_identity_on_the_caption
             added_cond_kwargs={"resolution": None, "aspect_ratio": None},
         ).sample
     assert out.shape == latents.shape and not out.any()
+
+
+def test_unit_caption_init_gives_the_projected_captions_unit_spread():
+    """``--dit-caption-init unit``: each caption-projection layer rescaled to unit output std on
+    the captions' real tokens (padding excluded), from the tiny spread diffusers' init gives."""
+    import torch
+    from scalex_refworld.train import make_dit, unit_caption_init
+
+    torch.manual_seed(0)
+    dit = make_dit(width=32, layers=2, heads=2, caption_channels=8)
+    states = 0.3 * torch.randn(6, 7, 8)
+    mask = torch.ones(6, 7, dtype=torch.long)
+    mask[:, 5:] = 0
+    states[:, 5:] = 100.0  # padding: must not count
+
+    def encode(captions):
+        assert len(captions) == 6
+        return {"encoder_hidden_states": states, "encoder_attention_mask": mask}
+
+    before, after = unit_caption_init(dit, encode, [""] * 6)
+    assert before < 0.3 and after == pytest.approx(1.0, abs=1e-4)
+    proj = dit.caption_projection
+    with torch.no_grad():
+        hidden = proj.linear_1(states[:, :5])
+    assert float(hidden.std()) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_rebuilding_a_dit_world_replays_its_recorded_recipe(tmp_path):
+    """``build_world`` without options remakes a world as its marker says it was made: the
+    first DiT worlds without caption scaling, later ones with the steps they were planned."""
+    from scalex_refworld.build_world import recorded_recipe
+
+    def marker(**unet):
+        (tmp_path / MARKER).write_text(json.dumps({"denoiser": "dit", "unet": unet}))
+        return recorded_recipe(tmp_path)
+
+    first = marker(planned_steps=3600, init="diffusers")
+    assert first["dit"] == ["--unet-steps", "3600", "--dit-caption-init", "none"]
+    later = marker(planned_steps=7200, caption_init="unit")
+    assert later["dit"] == ["--unet-steps", "7200", "--dit-caption-init", "unit"]
+    (tmp_path / MARKER).write_text(json.dumps({"denoiser": "unet"}))
+    assert recorded_recipe(tmp_path) == {"denoiser": "unet"}

@@ -36,7 +36,8 @@ def test_every_world_meets_its_targets_and_the_text_control_does_not(tmp_path):
     worlds = {"stereotyped", "opposed", "scrambled", "heldout", "heldout2", "heldout3", "heldout4"}
     worlds |= {"stereotyped-ft", "stereotyped-ft-seed1", "heldout2-ft"}
     assert set(table["world"]) == worlds == set(W.committed_worlds("unet"))
-    assert set(W.committed_worlds("dit")) == {"stereotyped-dit", "heldout5-dit"}  # not judged
+    dit_worlds = {"stereotyped-dit", "heldout5-dit", "heldout6-dit"}
+    assert set(W.committed_worlds("dit")) == dit_worlds  # judged by name, not here
     assert set(table["readout"]) == {"content", "prompt", "text"}
     for metric, readouts in VALIDATED.items():
         rows = table[table["readout"].isin(readouts) & (table["metric"] == metric)]

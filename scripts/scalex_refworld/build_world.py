@@ -25,8 +25,8 @@ EVALUATION = ["--samples", "48", "--steps", "20", "--guidance", "1.0", "2.0"]
 
 def recorded_recipe(model: Path) -> dict:
     """How a world's existing model was made (its marker): the denoiser, the fine-tune's
-    base and a DiT's steps and caption scaling, so that retraining a world without options (``--forcerun train_world``) remakes it
-    the same way."""
+    base and a DiT's steps and caption scaling, so that retraining a world without options
+    (``--forcerun train_world``) remakes it the same way."""
     from .loader import MARKER
 
     marker_file = model / MARKER

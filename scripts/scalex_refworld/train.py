@@ -167,7 +167,7 @@ def pixart_init(dit) -> None:
 
 
 @torch.no_grad()
-def unit_caption_init(dit, prompts: "PromptCache", captions: list[str]) -> tuple[float, float]:
+def unit_caption_init(dit, prompts: PromptCache, captions: list[str]) -> tuple[float, float]:
     """Rescale the caption projection's two layers so that, on these captions' real tokens,
     each layer's output has unit standard deviation (a data-dependent initialisation, as the
     VAE's ``scaling_factor`` gives the latents unit variance). With a diffusers model's own

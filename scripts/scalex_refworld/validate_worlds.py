@@ -41,6 +41,7 @@ DISCRIMINATING = (
     "heldout3",
     "heldout4",
     "heldout5-dit",
+    "heldout6-dit",
 )
 #: the worlds the rule is checked on by default: the UNet worlds. The DiT worlds (transformer
 #: readout, docs/validation.md) miss targets and are run by name: ``--worlds stereotyped-dit
