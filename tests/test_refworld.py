@@ -111,8 +111,9 @@ def test_committed_worlds_are_all_there():
     """Every committed model within the size budget; the fine-tunes share their base's VAE; the
     -dit worlds are PixArt pipelines with a DiT denoiser."""
     assert WORLDS == [
-        "heldout", "heldout2", "heldout2-ft", "heldout3", "heldout4", "heldout5-dit", "opposed",
-        "scrambled", "stereotyped", "stereotyped-dit", "stereotyped-ft", "stereotyped-ft-seed1",
+        "heldout", "heldout2", "heldout2-ft", "heldout3", "heldout4", "heldout5-dit",
+        "heldout6-dit", "opposed", "scrambled", "stereotyped", "stereotyped-dit", "stereotyped-ft",
+        "stereotyped-ft-seed1",
     ]  # fmt: skip
     for name in WORLDS:
         index = json.loads((W.world_model(name) / "model_index.json").read_text())
