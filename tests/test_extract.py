@@ -177,17 +177,6 @@ def test_ddim_batched_equals_the_stock_pipeline_per_sample(tiny_models, eta):
         assert not np.allclose(ours[:, 1:], plain[:, 1:], atol=1e-4), "eta must inject noise"
 
 
-def test_sde_multistep_scheduler_refused(tiny_models):
-    pipe = load_pipeline(
-        str(tiny_models["sd1"]),
-        device="cpu",
-        scheduler="DPMSolverMultistepScheduler",
-        scheduler_kwargs={"algorithm_type": "sde-dpmsolver++"},
-    )
-    with pytest.raises(ExtractionError, match="SDE"):
-        _pooled(pipe, _settings("sd1", guidance_scale=1.0), SAMPLES[:1])
-
-
 @pytest.mark.parametrize("family", ["sd1", "lcm"])
 def test_early_stop(tiny_pipes, family):
     pipe = tiny_pipes(family)

@@ -5,9 +5,11 @@ Why not call the pipeline once per prompt with a hook? Because an audit samples 
 and stops every sample right after the last step it needs. It still draws each sample's initial
 noise exactly as the stock pipeline does for one prompt with
 ``generator=torch.Generator(noise_device).manual_seed(seed)``, and, for schedulers that inject
-noise between steps (LCM, ancestral samplers), steps each sample with its own generator, so a user
-can render with the stock pipeline the very image whose H-space was measured, and a (prompt, seed)
-gives the same activations whatever batch it lands in.
+noise between steps (LCM, ancestral samplers, SA-Solver, SDE solvers), draws each sample's noise
+from its own generator (:func:`_step_mode`), so a user can render with the stock pipeline the very
+image whose H-space was measured, and a (prompt, seed) gives the same activations whatever batch
+it lands in and whatever torch's global random state. A scheduler whose step draws noise but
+takes no generator is refused.
 
 Three *readouts* can be stored from one trajectory (``SamplingSettings.readouts``):
 
@@ -114,29 +116,80 @@ def readout_steps(readout: str, kept: Sequence[int]) -> list[int]:
     return list(kept)
 
 
-def _steps_per_sample(scheduler, eta: float = 0.0) -> bool:
-    """True when ``scheduler.step`` draws noise that must come from each sample's generator.
+#: How a batch is stepped (:func:`_step_mode`).
+BATCHED, GENERATORS, PER_SAMPLE = "batched", "generators", "per_sample"
 
-    Multistep solvers keep a history across the batch, so they are stepped batched; their
-    stochastic (SDE) variants are refused since they could not be reproduced per sample. DDIM
-    at ``eta = 0`` draws nothing: its step is elementwise, so batched is the same arithmetic.
+#: Names whose use in a scheduler's ``step`` means it draws random numbers.
+_RANDOM_CALLS = frozenset(
+    {
+        "randn",
+        "randn_like",
+        "randn_tensor",
+        "rand",
+        "rand_like",
+        "randint",
+        "randint_like",
+        "normal",
+        "normal_",
+        "bernoulli",
+        "multinomial",
+        "noise_sampler",
+        "BrownianTree",
+        "BrownianTreeNoiseSampler",
+    }
+)
+
+
+def _step_draws_noise(step) -> bool:
+    """True when the source of a scheduler's ``step`` names a random draw (docstring aside)."""
+    import ast
+    import textwrap
+
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(step)))
+    except (OSError, TypeError, SyntaxError):  # no source: nothing to tell
+        return False
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    names |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    return bool(names & _RANDOM_CALLS)
+
+
+def _step_mode(scheduler, eta: float = 0.0) -> str:
+    """How ``scheduler.step`` is called so each sample's noise comes from its own generator.
+
+    - ``batched``: one call on the batch, no generator: the step draws nothing (DDIM at
+      ``eta = 0``, deterministic flow-matching Euler, any step that takes no generator and draws
+      nothing). Its arithmetic is elementwise, so batched is the same per sample.
+    - ``generators``: one call on the batch with its generators as a list, in batch order, for
+      solvers that keep state across steps (multistep, second order: KDPM2-Ancestral,
+      SA-Solver, the DPM-Solvers' SDE variants). diffusers' ``randn_tensor`` then draws row
+      ``j`` from generator ``j``: what the stock pipeline does given one generator per prompt,
+      and, row by row, what it does for one prompt with its own generator.
+    - ``per_sample``: single-step schedulers that take a generator (LCM, Euler-Ancestral, DDIM
+      at ``eta > 0``) are stepped one sample at a time with that sample's generator, as the
+      stock pipeline steps one prompt.
+
+    A step that draws noise but takes no generator (``DPMSolverSDEScheduler``'s Brownian tree
+    spans the whole batch) is refused: its noise would not belong to one (prompt, seed).
     """
-    if type(scheduler).__name__ == "DDIMScheduler" and eta == 0:
-        return False
-    if type(scheduler).__name__ == "FlowMatchEulerDiscreteScheduler" and not (
-        scheduler.config.get("stochastic_sampling")
-    ):
-        return False  # a deterministic Euler step: elementwise
-    accepts_generator = "generator" in inspect.signature(scheduler.step).parameters
-    multistep = hasattr(scheduler, "model_outputs") or getattr(scheduler, "order", 1) > 1
-    if multistep:
-        if "sde" in str(scheduler.config.get("algorithm_type", "")):
+    name = type(scheduler).__name__
+    if "generator" not in inspect.signature(scheduler.step).parameters:
+        if _step_draws_noise(type(scheduler).step):
             raise ExtractionError(
-                f"sampling.scheduler {type(scheduler).__name__} with an SDE algorithm injects "
-                "noise that cannot be reproduced per sample; use a deterministic variant"
+                f"sampling.scheduler {name} draws noise that no per-sample generator seeds, so "
+                "a sample would not be its (prompt, seed); use a scheduler whose step takes a "
+                "generator or a deterministic one"
             )
-        return False
-    return accepts_generator
+        return BATCHED
+    if name == "DDIMScheduler" and eta == 0:
+        return BATCHED
+    if name == "FlowMatchEulerDiscreteScheduler" and not scheduler.config.get(
+        "stochastic_sampling"
+    ):
+        return BATCHED  # a deterministic Euler step: elementwise
+    if hasattr(scheduler, "model_outputs") or getattr(scheduler, "order", 1) > 1:
+        return GENERATORS
+    return PER_SAMPLE
 
 
 class HSpaceExtractor:
@@ -169,6 +222,8 @@ class HSpaceExtractor:
                 "sampling.branch 'uncond' needs classifier-free guidance (guidance_scale > 1 "
                 "on a model that samples with an unconditional branch)"
             )
+        # refuse a scheduler whose noise no sample's generator seeds before any work is done
+        _step_mode(pipe.scheduler, settings.eta)
         self.height, self.width = self.family.height, self.family.width
         #: the denoiser submodule each configured tap names
         self.modules = {tap: self.family.module_name(tap) for tap in settings.taps}
@@ -246,7 +301,7 @@ class HSpaceExtractor:
             return out
         scheduler = copy.deepcopy(self.pipe.scheduler)  # per-batch state (step index, history)
         timesteps = self.family.set_timesteps(scheduler, settings.steps)
-        per_sample = _steps_per_sample(scheduler, settings.eta)
+        mode = _step_mode(scheduler, settings.eta)
         generators = seed_generators(seeds, self.settings.noise_device, self.device)
         conditioning = self.family.conditioning(prompts)
         content = None
@@ -291,7 +346,7 @@ class HSpaceExtractor:
                 if i == self.last_step:
                     break
                 latents = self._step(
-                    scheduler, noise_pred, t, latents, generators, per_sample, step_kwargs
+                    scheduler, noise_pred, t, latents, generators, mode, step_kwargs
                 )
         for r in self.denoiser_readouts:
             out[r] = Activations(
@@ -325,9 +380,14 @@ class HSpaceExtractor:
             sink["full"].append(out.to(torch.float16))
 
     @staticmethod
-    def _step(scheduler, noise_pred, t, latents, generators, per_sample, kwargs):
-        if not per_sample:
+    def _step(scheduler, noise_pred, t, latents, generators, mode, kwargs):
+        if mode == BATCHED:
             return scheduler.step(noise_pred, t, latents, **kwargs, return_dict=False)[0]
+        if mode == GENERATORS:
+            # one row of noise per generator, as the stock pipeline draws for a list of them
+            return scheduler.step(
+                noise_pred, t, latents, generator=list(generators), **kwargs, return_dict=False
+            )[0]
         # Each sample continues its own generator, as the stock pipeline does for one prompt;
         # schedulers that count steps are rewound so every sample takes the same step.
         counted = hasattr(scheduler, "_step_index")
