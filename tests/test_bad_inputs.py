@@ -238,6 +238,26 @@ def _compare(seeds=None):
     return breaks
 
 
+def _compare_same_weights(copied: bool = False, **model):
+    """A comparison, descriptors set, of the run's model with itself spelled otherwise: a copy of
+    its folder, or other ``model`` keys (a family label, a revision)."""
+
+    def breaks(world: World, cfg: dict):
+        folder = world.model
+        if copied:
+            folder = world.work / "model-copy"
+            if not folder.exists():
+                shutil.copytree(world.model, folder)
+        cfg["compare"] = {"model": {"id": str(folder), **model}}
+        cfg["concepts"]["descriptors"] = {
+            "targets": ["professions"],
+            "axes": {"gender": ["female", "male"]},
+        }
+        cfg["analysis"]["descriptors"]["enabled"] = True
+
+    return breaks
+
+
 CASES = [
     # sampling
     Case("seed count float", _set("sampling.seeds", {"start": 0, "count": 4.0}), "sampling.seeds"),
@@ -382,6 +402,17 @@ CASES = [
     Case("compare model missing", _set("compare", {"model": {"id": "/no/such"}}), "compare.model"),
     Case("compare seeds of another count", _compare(seeds=[5, 6, 7]), "compare.seeds"),
     Case("compare the model with itself", _compare(), "compare.model"),
+    Case("compare a copy of the model", _compare_same_weights(copied=True), "compare.model"),
+    Case(
+        "compare the model under another label",
+        _compare_same_weights(family="sd1"),
+        "compare.model",
+    ),  # fmt: skip
+    Case(
+        "compare the model at a revision",
+        _compare_same_weights(revision="v2"),
+        "compare.model",
+    ),  # fmt: skip
     Case("compare without descriptors", _compare(seeds=[2, 3]), "concepts.descriptors"),
     # results path and config files
     Case("results path is a file", _results_is_a_file(below=False), "a-file"),

@@ -129,7 +129,10 @@ def validate_config(cfg: dict[str, Any], base: str | Path = ".") -> dict[str, An
 def compared_config(cfg: dict[str, Any], base: str | Path = ".") -> dict[str, Any] | None:
     """The config of a comparison's new model (``compare:``): this validated config with the
     model (and the seeds, when given) replaced and no ``compare`` section, validated; None when
-    there is no comparison. The two must differ, and sample as many seeds."""
+    there is no comparison. The two must sample as many seeds, and differ: without
+    ``compare.seeds`` (a null check on the same model), the new model's weights must not be the
+    base's (:func:`model_weights`: another folder, label or revision of the same files is the
+    same model)."""
     spec = cfg.get("compare")
     if not spec:
         return None
@@ -144,6 +147,14 @@ def compared_config(cfg: dict[str, Any], base: str | Path = ".") -> dict[str, An
                 f"{len(seeds(cfg))}: samples pair by seed position, so they must be as many"
             )
     new = validate_config(new, base=base)
+    if spec.get("seeds") is None:
+        weights = model_weights(cfg["model"])
+        if weights is not None and weights == model_weights(new["model"]):
+            raise ConfigError(
+                f"compare.model {new['model']['id']!r} has the same weights as model "
+                f"{cfg['model']['id']!r} (sha256 {weights[:12]}): nothing to compare (give "
+                "another model, or compare.seeds for a null check under other seeds)"
+            )
     if results_tree(new) == results_tree(cfg):
         raise ConfigError(
             "compare.model is the audited model with the same seeds: nothing to compare (give "
@@ -430,6 +441,50 @@ def _model_content(model_id: str, revision: str | None) -> str | None:
     from scalex.provenance import model_content
 
     return model_content(model_id, revision)
+
+
+#: Files that hold a model's weights: what makes two models the same model.
+WEIGHT_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
+
+
+def model_weights(model: dict[str, Any]) -> str | None:
+    """sha256 over a model's weight files (relative path and content digest) and its
+    ``variant`` (which of them load); None when there is nothing to read here (a hub id not in
+    the local cache, no weight files).
+
+    Configs, ``family`` and a local folder's ``revision`` are left out: two folders holding the
+    same weights are the same model, and so are a hub id and a local copy of its cached snapshot
+    (a cached file's blob is named by its sha256, which is taken as it is, unread).
+    """
+    from scalex.provenance import _file_digest, _load_cache, _save_cache
+
+    folder = Path(model["id"]).expanduser()
+    if not folder.is_dir():
+        try:
+            from huggingface_hub import snapshot_download
+
+            folder = Path(
+                snapshot_download(
+                    model["id"], revision=model.get("revision"), local_files_only=True
+                )
+            )
+        except Exception:  # noqa: BLE001 - not cached, or no hub client: nothing to read
+            return None
+    cache = _load_cache()
+    before = len(cache)
+    h = hashlib.sha256(f"variant\0{model.get('variant')}\n".encode())
+    found = False
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        if path.suffix not in WEIGHT_SUFFIXES or any(d.startswith(".") for d in Path(rel).parts):
+            continue
+        blob = path.resolve().name
+        digest = blob if re.fullmatch(r"[0-9a-f]{64}", blob) else _file_digest(path, cache)
+        h.update(f"{rel}\0{digest}\n".encode())
+        found = True
+    if len(cache) != before:
+        _save_cache(cache)
+    return h.hexdigest() if found else None
 
 
 def settings_hash(cfg: dict[str, Any]) -> str:

@@ -167,12 +167,23 @@ def detect_family(pipe, model_id: str = "") -> ModelInfo:
     )
 
 
+def planned_revision(model: dict[str, Any]) -> str | None:
+    """The revision a job loads: for a hub id, the commit the run was planned with (its results
+    tree is named from it: ``content`` is ``commit:<sha>``), so a branch that moves mid-run
+    cannot put two commits in one tree; else ``model.revision``."""
+    content = model.get("content") or ""
+    if content.startswith("commit:"):
+        return content[len("commit:") :]
+    return model.get("revision")
+
+
 def check_model_content(settings: dict[str, Any]) -> None:
     """Refuse to extract when the model's content is not the one the results tree names.
 
     The tree's hash was computed from the model's digest when the DAG was built; if the files
     changed since (a retraining in the same run, a re-download), the activations would be
-    filed under the wrong model.
+    filed under the wrong model. A hub id is checked at the commit the run was planned with,
+    which every job loads (:func:`planned_revision`): its branch moving since changes nothing.
     """
     from scalex.provenance import model_content
 
@@ -180,7 +191,15 @@ def check_model_content(settings: dict[str, Any]) -> None:
     expected = model.get("content")
     if expected is None:
         return
-    found = model_content(model["id"], model.get("revision"))
+    found = model_content(model["id"], planned_revision(model))
+    if found is None and expected.startswith("commit:"):
+        if not hub_offline():  # loading downloads that very commit (load_model pins it)
+            return
+        raise ModelError(
+            f"model.id {model['id']!r}: commit {expected[7:]} that this run was planned with is "
+            "no longer in the local Hugging Face cache and HF_HUB_OFFLINE is set: download it "
+            "again or rerun snakemake to plan a new tree"
+        )
     if found != expected:
         raise ModelError(
             f"model.id {model['id']!r} changed since this run was planned (content {found}, "
@@ -194,7 +213,7 @@ def load_model(settings: dict[str, Any], runtime: dict[str, Any] | None = None):
     model, sampling = settings["model"], settings["sampling"]
     pipe = load_pipeline(
         model["id"],
-        revision=model.get("revision"),
+        revision=planned_revision(model),
         variant=model.get("variant"),
         dtype=sampling["dtype"],
         device=runtime.get("device", "auto"),
