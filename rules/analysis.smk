@@ -3,6 +3,7 @@ rule defaults:
     input:
         shards=lambda w: shards_for(defaults_concepts(w.name)),
         baseline=out("activations", bucket=BASELINE_ID),
+        reference=defaults_reference,
     output:
         table=report(
             out("bias"),

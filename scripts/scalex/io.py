@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import h5py
 import numpy as np
 
+from scalex.cachefiles import REUSE_DIR
 from scalex.config import canonical_json
 from scalex.errors import ConfigError, StoreError
 from scalex.layout import TEXT, TEXT_TAP
@@ -380,7 +381,7 @@ def audit_tree(tree: str | Path, settings_hash: str) -> dict[str, list[str]]:
     for path in sorted(root.rglob("*.h5")):
         if path.name.startswith("."):  # a writer's temporary file
             continue
-        if path.relative_to(root).parts[0] == "reuse":
+        if path.relative_to(root).parts[0] == REUSE_DIR:
             continue  # links to earlier shards: each job checks them itself before reusing one
         try:
             with h5py.File(path, "r", locking="best-effort") as f:

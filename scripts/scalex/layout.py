@@ -337,9 +337,10 @@ OUTPUTS: dict[str, Output] = {
     "reuse": Output(
         "reuse/",
         None,
-        "hard links to finished shards and to each job's last outputs with its key "
-        "(`reuse/jobs/<rule>/`): what lets a rerun take unchanged samples and skip unchanged "
-        "jobs (see Reruns); delete it to recompute everything",
+        "finished shards and each job's last outputs with its key (`reuse/jobs/<rule>/`), as "
+        "clones or hard links with stamps: what lets a rerun take unchanged samples and skip "
+        "unchanged jobs (see Reruns); `scalex prune` frees what the config no longer makes, "
+        "deleting it recomputes everything",
     ),
     "log": Output(
         "logs/{rule}/{job}.log",

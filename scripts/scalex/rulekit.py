@@ -35,7 +35,9 @@ def run_rule(
 
     With ``memo`` (every rule but those that reuse samples themselves), a job whose inputs,
     params and code are those of its last run gets that run's outputs back instead
-    (:mod:`scalex.memo`); ``scope`` names the concepts it reads from which inputs.
+    (:mod:`scalex.memo`); ``scope`` names the concepts it reads from which inputs. Never with
+    ``extraction.reuse: false``, nor for a job Snakemake was told to force (its outputs are
+    still kept for later runs).
     """
     log = logging.getLogger("scalex")
     log.setLevel(logging.INFO)
@@ -62,7 +64,7 @@ def run_rule(
     start = time.perf_counter()
     started_up = _seconds_since_process_start()
     job_memo = _job_memo(smk, scope) if memo else None
-    if job_memo is not None and job_memo.restore():
+    if job_memo is not None and may_reuse(smk) and job_memo.restore():
         log.info(
             "%s: inputs, params and code as at its last run: its outputs restored (%s), "
             "nothing computed, in %.2f s after %.2f s of process start-up",
@@ -99,6 +101,15 @@ def _removed_note(smk: Any) -> str:
         f" (Snakemake removed this job's earlier outputs before it started: {shown}; a rerun "
         "after the fix restores or recomputes them)"
     )
+
+
+def may_reuse(smk: Any) -> bool:
+    """Whether a job may take earlier work (kept samples, a job memo): ``extraction.reuse`` is
+    on and Snakemake was not told to force the job."""
+    from scalex.memo import is_forced
+
+    reuse = (getattr(smk, "config", None) or {}).get("extraction", {}).get("reuse", True)
+    return bool(reuse) and not is_forced(smk.rule, [str(p) for p in smk.output])
 
 
 def _job_memo(smk: Any, scope: dict[str, Any] | None):

@@ -84,7 +84,10 @@ def main(smk: Any) -> None:
             tuple(spec["pair"]),
             Path(smk.output.table).parent,
             json.loads(smk.params.bootstrap),
-            reference=spec.get("reference"),
+            # the table as the rule's input (the same file): its content is in the job's key
+            reference={**spec["reference"], "file": smk.input.reference[0]}
+            if spec.get("reference")
+            else None,
             readout=smk.wildcards.readout,
         )
 

@@ -27,9 +27,9 @@ from scalex.io import (
     write_readouts,
 )
 from scalex.models import check_model_content, load_model
-from scalex.provenance import package_versions
+from scalex.provenance import MODEL_LIBRARIES, package_versions
 from scalex.reuse import Identity, SampleStore, keep, tree_of
-from scalex.rulekit import configure_torch, run_rule
+from scalex.rulekit import configure_torch, may_reuse, run_rule
 
 log = logging.getLogger("scalex")
 
@@ -90,23 +90,30 @@ def run(
     ]
     unique = list(dict.fromkeys(s for samples in shard_samples for s in samples))
     check_model_content(settings)
-    tree = tree_of(outs[0], settings_hash) if runtime.get("reuse", True) else None
+    tree = tree_of(outs[0], settings_hash)
     sampling = sampling_settings(settings, runtime)
     t0 = time.perf_counter()
-    store = SampleStore.scan(tree, Identity(settings_hash, noise_source(sampling), versions()))
-    held = set(store.find(unique))
-    missing = [s for s in unique if s not in held]
+    store = SampleStore.scan(
+        tree if runtime.get("reuse", True) else None,
+        Identity(settings_hash, noise_source(sampling), versions()),
+    )
+    # read before the model runs: a sample whose kept shard has changed since the scan is
+    # simply computed with the rest
+    reused = store.read(store.find(unique))
+    missing = [s for s in unique if s not in reused.row]
     t_scan = time.perf_counter() - t0
     log.info(
         "%d samples: %d reused from earlier shards, %d to extract",
         len(unique),
-        len(held),
+        len(reused.row),
         len(missing),
     )
     if not unique:
         raise ExtractionError("nothing to extract: no (prompt, seed) samples")
     t_load = t_extract = 0.0
     computed: dict[str, Any] = {}
+    header: dict[str, Any] | None = None
+    steps = reused.readouts
     if missing:
         from scalex.extract import check_finite
 
@@ -132,14 +139,16 @@ def run(
             }
             for r, a in acts.items()
         }
-    else:  # every sample is stored: the model is not even loaded
-        header, steps = dict(store.header or {}), store.readouts
-    reused = store.read([s for s in unique if s in held])
-    rows = _rows(unique, missing, held)
+    rows = {s: ("computed", i) for i, s in enumerate(missing)}
+    rows.update({s: ("reused", i) for s, i in reused.row.items()})
     t3 = time.perf_counter()
     for doc, samples, path in zip(docs, shard_samples, outs, strict=True):
-        arrays = _gather(samples, rows, computed, reused)
-        _write_shard(path, doc, header, steps, arrays, runtime.get("compression"))
+        arrays = _gather(samples, rows, computed, reused.arrays)
+        own = header if any(rows[s][0] == "computed" for s in samples) else None
+        stored = [reused.header[s] for s in samples if s in reused.header]
+        _write_shard(
+            path, doc, shard_header(own, stored), steps, arrays, runtime.get("compression")
+        )
         if tree is not None:
             keep(path, tree)
     return {
@@ -148,7 +157,7 @@ def run(
         "extract_s": t_extract,
         "write_s": time.perf_counter() - t3,
         "samples": float(len(unique)),
-        "reused": float(len(held)),
+        "reused": float(len(reused.row)),
         "extracted": float(len(missing)),
     }
 
@@ -163,7 +172,7 @@ def noise_source(sampling: Any) -> str:
 
 def versions() -> dict[str, str]:
     """The library versions as a shard header stores them (JSON round trip)."""
-    return json.loads(json.dumps(package_versions(), sort_keys=True))
+    return json.loads(json.dumps(package_versions(MODEL_LIBRARIES), sort_keys=True))
 
 
 def _extractor(pipe: Any, sampling: Any) -> Any:
@@ -210,18 +219,22 @@ def run_header(
         "dtype": sampling.dtype,
         "taps": list(sampling.taps),
         "store": list(sampling.store),
-        "versions": package_versions(),
+        "versions": package_versions(MODEL_LIBRARIES),
     }
 
 
-def _rows(unique, missing, held) -> dict[tuple[str, int], tuple[str, int]]:
-    """Sample -> ("computed" | "reused", row in that block)."""
-    rows: dict[tuple[str, int], tuple[str, int]] = {
-        s: ("computed", i) for i, s in enumerate(missing)
-    }
-    reused = [s for s in unique if s in held]
-    rows.update({s: ("reused", i) for i, s in enumerate(reused)})
-    return rows
+def shard_header(
+    computed: dict[str, Any] | None, stored: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    """A shard's header: this run's (``computed``, when it computed any of the shard's samples)
+    or else that of a kept shard its samples were read from (``stored``), with ``device`` and
+    ``compiled`` saying what computed this shard's own samples (devices joined by ``,``)."""
+    distinct = list({id(h): h for h in stored}.values())
+    sources = ([computed] if computed is not None else []) + distinct
+    header = dict(sources[0])
+    header["device"] = ",".join(sorted({d for h in sources for d in str(h["device"]).split(",")}))
+    header["compiled"] = any(bool(h["compiled"]) for h in sources)
+    return header
 
 
 def _gather(samples, rows, computed, reused) -> dict[str, dict[str, dict[str, np.ndarray]]]:
@@ -282,7 +295,7 @@ def main(smk: Any) -> None:
             list(smk.output),
             json.loads(smk.params.settings),
             smk.params.settings_hash,
-            runtime=runtime_options(smk.config),
+            runtime={**runtime_options(smk.config), "reuse": may_reuse(smk)},
         )
         log.info(
             "reuse scan %.2f s, model load %.2f s, extraction of %d samples %.2f s, write %.2f s",
