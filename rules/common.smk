@@ -29,6 +29,7 @@ from scalex.steps.similarity import full_similarity
 from scalex.loaders import ground_truth
 from scalex.readouts import CONTROL, PUBLISHED, findings_readout
 from scalex.model_checks import denoiser_kind
+from scalex.memo import FORCED_ENV, forced_spec
 from scalex import layout
 from scalex.config import (
     canonical_json,
@@ -54,9 +55,42 @@ SLURM_DEFAULTS = {
     "SCALEX_SLURM_GPU_RUNTIME": "240",
     "SCALEX_SLURM_CPU_CPUS": "2",
     "SCALEX_SLURM_GPU_CPUS": "8",
+    # caps of a retried job's memory (MB) and time (minutes): a retry asks for twice as much
+    "SCALEX_SLURM_MAX_MEM_MB": "64000",
+    "SCALEX_SLURM_MAX_RUNTIME": "480",
 }
 for name, value in SLURM_DEFAULTS.items():
     os.environ.setdefault(name, value)
+
+
+def default_slurm_account():
+    """The user's default SLURM account (the one sbatch uses without -A), or "" if unknown."""
+    import getpass
+    import shutil
+    import subprocess
+
+    if shutil.which("sacctmgr") is None:
+        return ""
+    try:
+        cmd = ["sacctmgr", "-n", "-P", "show", "user", getpass.getuser()]
+        out = subprocess.run(
+            [*cmd, "format=defaultaccount"], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    words = out.stdout.split() if out.returncode == 0 else []
+    return words[0] if words else ""
+
+
+# A SLURM profile's run with no account given names the user's default account: left empty, the
+# SLURM plugin guesses one, and its guess (plugin 2.8) hands `| tail -1` to sacct as arguments
+# and prints `sacct: invalid option -- '1'`.
+if (
+    not os.environ["SCALEX_SLURM_ACCOUNT"]
+    and not workflow.remote_exec
+    and "slurm_account" in (workflow.resource_settings.default_resources or {})
+):
+    os.environ["SCALEX_SLURM_ACCOUNT"] = default_slurm_account()
 
 config.update(validate_config(config, base=workflow.basedir))
 MODEL_FOLDER = check_model_source(config["model"]["id"])
@@ -156,6 +190,12 @@ def concepts_in_sets(sets):
 def defaults_concepts(name):
     spec = ANALYSIS["defaults"][name]
     return concepts_in_sets(spec["targets"]) + list(spec["pair"])
+
+
+def defaults_reference(wildcards):
+    """The reference table a defaults analysis reads (editing it reruns the analysis)."""
+    reference = ANALYSIS["defaults"][wildcards.name].get("reference")
+    return [reference["file"]] if reference else []
 
 
 def descriptor_concepts():
@@ -375,3 +415,18 @@ def check_conditioning():
 
 
 check_conditioning()
+
+
+onstart:
+    # Jobs take earlier work (kept samples, the job memo) only where Snakemake was not told to
+    # force them. The force settings exist once the DAG is built, and only in the main process
+    # (spawned job processes run with --force themselves): they reach the jobs by environment.
+    os.environ[FORCED_ENV] = forced_spec(
+        workflow.dag_settings.forceall,
+        workflow.dag_settings.forcerun or (),
+        (
+            (workflow.dag_settings.targets or ())
+            if workflow.dag_settings.forcetargets
+            else ()
+        ),
+    )

@@ -1,5 +1,6 @@
 """The cluster and workstation profiles, read statically: every GPU rule lands on a GPU
-partition, limits grow with the attempt, and every site variable has a default."""
+partition, limits grow with the attempt up to the site caps, and every site variable has a
+default."""
 
 from __future__ import annotations
 
@@ -91,6 +92,52 @@ def test_every_site_variable_has_a_default():
 def test_site_variables_override_the_defaults(monkeypatch, site):
     monkeypatch.setenv("SCALEX_SLURM_GPU_PARTITION", "a100")
     monkeypatch.setenv("SCALEX_SLURM_GPU_MEM_MB", "64000")
+    monkeypatch.setenv("SCALEX_SLURM_MAX_MEM_MB", "100000")
     spec = yaml.safe_load((PROFILES / "slurm" / "config.yaml").read_text())["set-resources"]
     assert evaluate(spec["extract"]["slurm_partition"]) == "a100"
-    assert evaluate(spec["extract"]["mem_mb"], 2) == 128000
+    assert evaluate(spec["extract"]["mem_mb"]) == 64000
+    assert evaluate(spec["extract"]["mem_mb"], 2) == 100000
+
+
+def snakemake_resources(name: str) -> dict:
+    """A profile's resources as Snakemake itself reads them: its profile parser, then its
+    parsers of --default-resources (key "*") and --set-resources (one key per rule)."""
+    from snakemake.cli import parse_set_resources
+    from snakemake.profiles import ProfileConfigFileParser
+    from snakemake.resources import Resources
+
+    with open(PROFILES / name / "config.yaml") as stream:
+        args = ProfileConfigFileParser().parse(stream)
+    blocks = {"*": Resources.parse(args["default-resources"], allow_expressions=True)}
+    return blocks | parse_set_resources(args["set-resources"])
+
+
+def requested(resource, attempt: int):
+    """A resource's value for a job's ``attempt``, as Snakemake evaluates it."""
+    return resource.evaluate(
+        wildcards={}, input=[], attempt=attempt, threads=1, rulename="r", async_run=None
+    ).value
+
+
+@pytest.mark.parametrize("name", ["slurm", "slurm-cpu"])
+def test_a_retry_asks_for_no_more_than_the_site_caps(monkeypatch, site, name):
+    """A retry doubles memory and time up to SCALEX_SLURM_MAX_*; a first attempt that asks
+    for more than the cap keeps its own figure, and so do its retries."""
+    monkeypatch.setenv("SCALEX_SLURM_MAX_MEM_MB", "40000")
+    monkeypatch.setenv("SCALEX_SLURM_MAX_RUNTIME", "300")
+    monkeypatch.setenv("SCALEX_SLURM_CPU_RUNTIME", "500")  # above the cap
+    caps = {"mem_mb": 40000, "runtime": 300}
+    first = {"*": {"mem_mb": 8000, "runtime": 500}}
+    if name == "slurm":
+        first |= {rule: {"mem_mb": 32000, "runtime": 240} for rule in gpu_rules()}
+    seen = {}
+    for rule, block in snakemake_resources(name).items():
+        for key, cap in caps.items():
+            if key not in block:
+                continue
+            base = requested(block[key], 1)
+            seen.setdefault(rule, {})[key] = base
+            for attempt in (2, 3):
+                want = min(base * attempt, max(base, cap))
+                assert requested(block[key], attempt) == want, (rule, key, attempt)
+    assert seen == first
