@@ -160,13 +160,16 @@ def make_workflow_config():
 
 
 def result_digests(root: Path) -> dict[str, str]:
-    """sha256 of every result file under ``root``; logs and benchmark timings excluded, since
-    they differ between two runs of the same work."""
+    """sha256 of every result file under ``root``; logs, benchmark timings and hidden files
+    (the stamps of kept files: inode and time) excluded, since they differ between two runs
+    of the same work."""
     import hashlib
 
     out = {}
     for path in sorted(Path(root).rglob("*")):
         rel = path.relative_to(root)
         if path.is_file() and not {"logs", "benchmarks"} & set(rel.parts):
+            if path.name.startswith("."):
+                continue
             out[str(rel)] = hashlib.sha256(path.read_bytes()).hexdigest()
     return out
