@@ -30,6 +30,7 @@ from scalex.loaders import ground_truth
 from scalex.readouts import CONTROL, PUBLISHED, findings_readout
 from scalex.model_checks import denoiser_kind
 from scalex.memo import FORCED_ENV, forced_spec
+from scalex.slurm import site_environment
 from scalex import layout
 from scalex.config import (
     canonical_json,
@@ -44,53 +45,12 @@ from scalex.config import (
     validate_config,
 )
 
-#: Site settings that profiles/slurm and profiles/slurm-cpu read from the environment.
-SLURM_DEFAULTS = {
-    "SCALEX_SLURM_ACCOUNT": "",
-    "SCALEX_SLURM_CPU_PARTITION": "cpu",
-    "SCALEX_SLURM_GPU_PARTITION": "gpu",
-    "SCALEX_SLURM_CPU_MEM_MB": "8000",
-    "SCALEX_SLURM_GPU_MEM_MB": "32000",
-    "SCALEX_SLURM_CPU_RUNTIME": "30",
-    "SCALEX_SLURM_GPU_RUNTIME": "240",
-    "SCALEX_SLURM_CPU_CPUS": "2",
-    "SCALEX_SLURM_GPU_CPUS": "8",
-    # caps of a retried job's memory (MB) and time (minutes): a retry asks for twice as much
-    "SCALEX_SLURM_MAX_MEM_MB": "64000",
-    "SCALEX_SLURM_MAX_RUNTIME": "480",
-}
-for name, value in SLURM_DEFAULTS.items():
-    os.environ.setdefault(name, value)
-
-
-def default_slurm_account():
-    """The user's default SLURM account (the one sbatch uses without -A), or "" if unknown."""
-    import getpass
-    import shutil
-    import subprocess
-
-    if shutil.which("sacctmgr") is None:
-        return ""
-    try:
-        cmd = ["sacctmgr", "-n", "-P", "show", "user", getpass.getuser()]
-        out = subprocess.run(
-            [*cmd, "format=defaultaccount"], capture_output=True, text=True, timeout=30
-        )
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    words = out.stdout.split() if out.returncode == 0 else []
-    return words[0] if words else ""
-
-
-# A SLURM profile's run with no account given names the user's default account: left empty, the
-# SLURM plugin guesses one, and its guess (plugin 2.8) hands `| tail -1` to sacct as arguments
-# and prints `sacct: invalid option -- '1'`.
-if (
-    not os.environ["SCALEX_SLURM_ACCOUNT"]
-    and not workflow.remote_exec
-    and "slurm_account" in (workflow.resource_settings.default_resources or {})
-):
-    os.environ["SCALEX_SLURM_ACCOUNT"] = default_slurm_account()
+# The SLURM profiles' site settings (scalex.slurm), before the profile's resources are read.
+site_environment(
+    os.environ,
+    names_account=not workflow.remote_exec
+    and "slurm_account" in (workflow.resource_settings.default_resources or {}),
+)
 
 config.update(validate_config(config, base=workflow.basedir))
 MODEL_FOLDER = check_model_source(config["model"]["id"])

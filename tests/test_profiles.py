@@ -28,9 +28,9 @@ def gpu_rules() -> set[str]:
 
 
 def slurm_defaults() -> dict[str, str]:
-    text = (ROOT / "rules" / "common.smk").read_text()
-    block = text[text.index("SLURM_DEFAULTS = {") : text.index("}", text.index("SLURM_DEFAULTS"))]
-    return dict(re.findall(r'"(SCALEX_\w+)": "([^"]*)"', block))
+    from scalex.slurm import SLURM_DEFAULTS
+
+    return dict(SLURM_DEFAULTS)
 
 
 def evaluate(value, attempt: int = 1):
