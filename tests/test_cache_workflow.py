@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import result_digests, workflow_config, write_sheet
-from scalex.cachefiles import REUSE_DIR
+from scalex.cachefiles import MEMO_DIR, REUSE_DIR, is_intact, stamp_path
 from test_workflow import ENV, SNAKEFILE, snakemake, tree_of
 
 pytestmark = pytest.mark.slow
@@ -190,9 +190,19 @@ def test_memo_keys_forcing_and_reuse_off(tiny_models, tmp_path):
     cfg = yaml.safe_load(config.read_text())
     cfg["extraction"]["reuse"] = False
     config.write_text(yaml.safe_dump(cfg))
+    since = time.time()
     outcomes = rerun(work, config)
     assert outcomes["extract/extract"] != "extracted 0"
     assert {o for n, o in outcomes.items() if n != "extract/extract"} == {"computed"}
+    # what was computed is still kept for later runs
+    assert memo_files(tree, "similarity")
+    for kept in (tree / REUSE_DIR / "activations/b0000.h5", *memo_files(tree, "similarity")):
+        assert stamp_path(kept).stat().st_mtime > since and is_intact(kept)
+
+
+def memo_files(tree: Path, rule: str) -> list[Path]:
+    files = [p for p in (tree / REUSE_DIR / MEMO_DIR / rule).rglob("*") if p.is_file()]
+    return [p for p in files if not p.name.startswith(".") and p.suffix != ".json"]
 
 
 def prune(work: Path, config: Path, *args: str) -> subprocess.CompletedProcess:
