@@ -27,6 +27,7 @@ include: "rules/directions.smk"
 include: "rules/similarity.smk"
 include: "rules/analysis.smk"
 include: "rules/findings.smk"
+include: "rules/check.smk"
 include: "rules/conditioning.smk"
 include: "rules/compare.smk"
 

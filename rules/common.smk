@@ -31,6 +31,7 @@ from scalex.readouts import CONTROL, PUBLISHED, findings_readout
 from scalex.model_checks import denoiser_kind
 from scalex.memo import FORCED_ENV, forced_spec
 from scalex.slurm import site_environment
+from scalex.readers import resolve as resolve_reader
 from scalex import layout
 from scalex.config import (
     canonical_json,
@@ -316,11 +317,62 @@ def findings_inputs(wildcards):
     inputs["references"] = [ref["file"] for ref in FINDINGS_REFERENCES.values()]
     if CONTROL in READOUTS:
         inputs["control"] = out("votes", readout=CONTROL)
+    if CHECK_ON:
+        inputs["check_agreement"] = out("check_agreement")
+        inputs["check_samples"] = out("check_samples")
+        inputs["sample_votes"] = out("sample_votes", readout=FINDINGS_READOUT)
     return inputs
 
 
 def findings_published():
     return [r["published"] for r in FINDINGS_REFERENCES.values() if r.get("published")]
+
+
+# -- the check on the audited model (rules/check.smk) ----------------------------------------
+#: The check renders the findings' samples, so it needs their votes.
+CHECK = config["check"]
+CHECK_ON = CHECK["enabled"] and descriptors_on()
+
+
+def check_spec():
+    """The check's settings, the axes, and each target concept's declared variant prompts per
+    axis and value, in the concept's prompt order (what a reader tells apart)."""
+    variants = {}
+    for cid, concept in CONCEPTS.items():
+        if concept.derived:
+            d = concept.derived
+            variants.setdefault(d["concept"], {}).setdefault(d["axis"], {})[
+                d["descriptor"]
+            ] = list(concept.prompts)
+    return canonical_json(
+        {
+            "check": CHECK,
+            "reader_name": resolve_reader(CHECK, GROUND_TRUTH),
+            "axes": config["concepts"]["descriptors"]["axes"],
+            "variants": variants,
+            "seed": ANALYSIS["seed"],
+            "level": ANALYSIS["confidence"],
+        }
+    )
+
+
+def check_inputs(wildcards):
+    """The findings' sample votes, and the planted world table for the world reader."""
+    inputs = {"sample_votes": out("sample_votes", readout=FINDINGS_READOUT)}
+    if resolve_reader(CHECK, GROUND_TRUTH) == "world":
+        inputs["world"] = str(GROUND_TRUTH)
+    return inputs
+
+
+def validation_summary_inputs(wildcards):
+    """Every readout's validation summary; with a check, its samples, the findings and the
+    findings readout's per-concept image shares (the check is judged on the world)."""
+    inputs = {"summaries": [out("validation", readout=r) for r in READOUTS]}
+    if CHECK_ON:
+        inputs["check_samples"] = out("check_samples")
+        inputs["findings"] = out("findings")
+        inputs["images"] = out("validation_samples", readout=FINDINGS_READOUT)
+    return inputs
 
 
 def all_outputs():
@@ -336,6 +388,8 @@ def all_outputs():
         off |= {"validation", "validation_summary"}
     if not descriptors_on():
         off.add("comparison_descriptors")
+    if not CHECK_ON:
+        off.add("check_agreement")
     values = {
         "readout": READOUTS,
         "variant": CLUSTER_VARIANTS,

@@ -38,7 +38,8 @@ rule findings:
         spec=canonical_json(
             {
                 "readout": FINDINGS_READOUT,
-                "validated": FINDINGS_VALIDATED,
+                "method_validated": FINDINGS_VALIDATED,
+                "axes": config["concepts"]["descriptors"]["axes"],
                 "references": {
                     name: {**ref, "scale": ref.get("scale", 1)}
                     for name, ref in FINDINGS_REFERENCES.items()

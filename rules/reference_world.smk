@@ -121,7 +121,7 @@ rule validate_reference:
 rule validation_summary:
     """One table of every readout's ground-truth figures (readout x metric)."""
     input:
-        [out("validation", readout=r) for r in READOUTS],
+        unpack(validation_summary_inputs),
     output:
         report(
             out("validation_summary"),
@@ -136,5 +136,14 @@ rule validation_summary:
         "../envs/cpu.yaml"
     params:
         readouts=READOUTS,
+        check=canonical_json(
+            {
+                "axes": config["concepts"]["descriptors"]["axes"],
+                "seed": ANALYSIS["seed"],
+                "level": ANALYSIS["confidence"],
+            }
+            if CHECK_ON
+            else {}
+        ),
     script:
         "../scripts/validation_summary.py"

@@ -12,7 +12,11 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import ROOT
-from scalex.analysis.findings import compare_with_references, findings_table
+from scalex.analysis.findings import (
+    compare_with_references,
+    findings_table,
+    validation_label,
+)
 from scalex.readouts import findings_readout
 
 
@@ -55,7 +59,20 @@ def test_text_agrees_only_where_the_text_encoder_names_the_same_majority():
     assert flag.to_dict() == {"nurse": True, "doctor": False, "chef": False}
     nurse = table[(table["concept"] == "nurse") & (table["value"] == "female")].iloc[0]
     assert nurse["share"] == 0.9 and nurse["text_share"] == 1.0
-    assert nurse["readout"] == "content" and bool(nurse["validated"])
+    assert nurse["readout"] == "content" and bool(nurse["method_validated"])
+    # validated takes both facts: the method, and this model's check of the axis
+    assert not bool(nurse["validated"]) and nurse["check"] == "not checked"
+    check = pd.DataFrame(
+        [{"axis": "gender", "status": "passed", "agreement": 0.96, "determined": 50}]
+    )
+    checked = findings_table(model, "content", True, text, check)
+    assert checked["validated"].all() and (checked["check_samples"] == 50).all()
+    assert "check passed on this model (agreement 0.96, n 50)" in validation_label(checked)
+    failed = findings_table(model, "content", True, text, check.assign(status="failed"))
+    assert not failed["validated"].any() and "check FAILED" in validation_label(failed)
+    unvalidated = findings_table(model, "content", False, text, check)
+    assert not unvalidated["validated"].any()
+    assert "method NOT validated" in validation_label(unvalidated)
     alone = findings_table(model, "prompt", False, None)
     assert alone["text_share"].isna().all() and not alone["text_agrees"].any()
     assert not alone["validated"].any()
@@ -115,6 +132,7 @@ def test_the_stable_diffusion_config_yields_gender_shares_for_every_occupation(
         "model": {"id": str(tiny_models["sd1"]), "family": "sd1"},
         "sampling": {"steps": 2, "seeds": [0, 1], "device": "cpu", "batch_size": 64},
         "extraction": {"buckets": 1, "progress": False},
+        "check": {"enabled": False},  # no CLIP checkpoint here: the "not checked" label
     }
     (tmp_path / "model.yaml").write_text(yaml.safe_dump(model))
     from scalex.config import load_configs, results_tree
@@ -142,7 +160,9 @@ def test_the_stable_diffusion_config_yields_gender_shares_for_every_occupation(
     per_concept = gender.groupby("concept")["share"].sum()
     assert np.allclose(per_concept, 1.0)
     assert (gender["samples"] == 3 * 2).all()  # 3 templates x 2 seeds
-    assert (gender["readout"] == "content").all() and gender["validated"].all()
+    assert (gender["readout"] == "content").all() and gender["method_validated"].all()
+    # a real-model config without `check:`: the method is validated, this model is not checked
+    assert (gender["check"] == "not checked").all() and not gender["validated"].any()
     assert gender["text_share"].notna().all()
     assert set(findings["axis"]) == {"gender", "age"}
     refs = pd.read_csv(tmp_path / tree / "findings" / "references.tsv", sep="\t")

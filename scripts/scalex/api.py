@@ -93,9 +93,12 @@ class Results:
         """The run's headline table: for every concept, identity axis and value, the estimated
         share of the concept's generated samples showing the value, with its CI and sample
         count, the text control's share beside it, and whether the text encoder alone gives the
-        same majority (``findings/findings.tsv``; the content readout's per-sample vote, the
-        reading validated image by image on the UNet reference worlds: ``validated`` says
-        whether it is for this model)."""
+        same majority (``findings/findings.tsv``; the content readout's per-sample vote).
+        Two facts label each row: ``method_validated`` (the reading is validated image by image
+        on the reference worlds for this kind of denoiser) and ``check`` (this model's own
+        check: ``passed``/``failed`` with ``check_agreement`` and ``check_samples``, or ``not
+        checked``); ``validated`` holds where both do. ``corrected_share`` and its CI: the share
+        corrected for the vote's misclassification on the checked samples."""
         path = self.path("findings")
         table = self.table("findings")
         if axis is not None:
@@ -103,6 +106,13 @@ class Results:
                 raise StoreError(f"{path}: no axis {axis!r} (axes: {sorted(set(table['axis']))})")
             table = table[table["axis"] == axis].reset_index(drop=True)
         return table
+
+    def check(self, samples: bool = False) -> pd.DataFrame:
+        """This model's check (config ``check:``): per identity axis, the agreement of the
+        votes with their own images and its CI, chance, kappa, the undetermined rate and
+        ``status`` (``check/agreement.tsv``); ``samples``: each checked sample's vote beside its
+        image's reading (``check/samples.tsv``)."""
+        return self.table("check_samples" if samples else "check_agreement")
 
     def comparisons(self) -> list[str]:
         """The new models' trees this tree was compared with (``compare/<tree>/``)."""

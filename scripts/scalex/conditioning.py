@@ -361,3 +361,38 @@ def image_grid(images: np.ndarray, max_columns: int = 16, min_size: int = 64) ->
         for j in range(s):
             grid[i * (th + 1) : i * (th + 1) + th, j * (tw + 1) : j * (tw + 1) + tw] = tiles[i, j]
     return (np.clip(grid, 0, 1) * 255).round().astype(np.uint8)
+
+
+def render_samples(
+    pipe: Any,
+    prompts: Sequence[str],
+    seeds: Sequence[int],
+    sampling: Mapping[str, Any],
+    batch_size: int = 64,
+) -> np.ndarray:
+    """Images ``(N, H, W, 3)`` in [0, 1]: the stock pipeline called for each (prompt, seed) with
+    ``generator=torch.Generator(noise_device).manual_seed(seed)``, batched with a list of
+    generators (which gives each sample the noise it gets alone)."""
+    from scalex.families import denoiser_of, stock_call_kwargs
+    from scalex.models import seed_generators
+
+    noise_device = sampling.get("noise_device", "cpu")
+    family_kwargs = stock_call_kwargs(pipe, sampling.get("negative_prompt") or None)
+    out = []
+    for start in range(0, len(prompts), max(1, batch_size)):
+        chunk = slice(start, start + max(1, batch_size))
+        gens = seed_generators(seeds[chunk], noise_device, denoiser_of(pipe).device)
+        with torch.inference_mode():
+            res = pipe(
+                list(prompts[chunk]),
+                num_inference_steps=int(sampling["steps"]),
+                guidance_scale=float(sampling["guidance_scale"]),
+                height=sampling.get("height"),
+                width=sampling.get("width"),
+                eta=float(sampling.get("eta", 0.0)),
+                generator=gens,
+                output_type="np",
+                **family_kwargs,
+            )
+        out.append(np.asarray(res.images, dtype=np.float32))
+    return np.concatenate(out) if out else np.zeros((0, 1, 1, 3), np.float32)

@@ -83,8 +83,11 @@ OUTPUTS: dict[str, Output] = {
         "findings/findings.tsv",
         "findings",
         "**read first**: per concept, identity axis and value, the estimated share of the "
-        "concept's generated samples (content readout; `validated`: true for UNet models, false "
-        "for transformers), CI, n, the text control's share and `text_agrees`",
+        "concept's generated samples (content readout), CI, n; `method_validated` (the readout "
+        "is validated on the reference worlds for this denoiser), `check` (this model's check: "
+        "`passed`, `failed` or `not checked`, with `check_agreement`, `check_samples`), "
+        "`validated` (both), `corrected_share` with its CI (corrected for the vote's "
+        "misclassification on the checked samples); the text control's share and `text_agrees`",
         target=True,
     ),
     "findings_figure": Output("findings/{axis}.png", "findings", "the shares of one axis"),
@@ -95,6 +98,25 @@ OUTPUTS: dict[str, Output] = {
         "score beside",
         target=True,
     ),
+    "check_samples": Output(
+        "check/samples.tsv",
+        "check",
+        "with `check.enabled`: each checked sample (`check.seeds` seeds of every concept and "
+        "template): concept, axis, template, prompt, seed, its vote, its own image's reading "
+        "(or `undetermined`) and the reader's margin",
+    ),
+    "check_agreement": Output(
+        "check/agreement.tsv",
+        "check",
+        "per identity axis: agreement of the votes with their images and its Wilson CI, "
+        "chance, Cohen's kappa, undetermined rate, the first value's vote and image shares on "
+        "the same samples, and `status` (`passed`/`failed` by the declared rule)",
+        target=True,
+    ),
+    "check_confusion": Output(
+        "check/confusion.tsv", "check", "counts of (image reading, vote) per axis"
+    ),
+    "check_figure": Output("check/check.png", "check", "the agreement per axis, chance beside"),
     "prompts": Output(
         "prompts/{bucket}.json",
         "prompts",

@@ -36,7 +36,7 @@ def generate(pipe, prompts, seeds, steps=30, guidance=3.0, batch=64) -> np.ndarr
     Each image gets its own ``torch.Generator("cpu").manual_seed(seed)``, so it is the very image
     the stock pipeline makes for that prompt alone with that seed.
     """
-    from .sample_check import render_samples
+    from scalex.conditioning import render_samples
 
     sampling = {"steps": steps, "guidance_scale": guidance, "noise_device": "cpu"}
     return render_samples(pipe, list(prompts), list(seeds), sampling, batch_size=batch)

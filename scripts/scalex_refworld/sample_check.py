@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,42 +40,6 @@ def samples_to_render(sample_votes: pd.DataFrame) -> pd.DataFrame:
     """Each (concept, prompt, seed) once, in a stable order."""
     unique = sample_votes[["concept", "prompt", "seed"]].drop_duplicates()
     return unique.sort_values(["concept", "prompt", "seed"], kind="stable").reset_index(drop=True)
-
-
-def render_samples(
-    pipe: Any,
-    prompts: Sequence[str],
-    seeds: Sequence[int],
-    sampling: Mapping[str, Any],
-    batch_size: int = 64,
-) -> np.ndarray:
-    """Images ``(N, H, W, 3)`` in [0, 1]: the stock pipeline called for each (prompt, seed) with
-    ``generator=torch.Generator(noise_device).manual_seed(seed)``, batched with a list of
-    generators (which gives each sample the noise it gets alone)."""
-    import torch
-    from scalex.families import denoiser_of, stock_call_kwargs
-    from scalex.models import seed_generators
-
-    noise_device = sampling.get("noise_device", "cpu")
-    family_kwargs = stock_call_kwargs(pipe, sampling.get("negative_prompt") or None)
-    out = []
-    for start in range(0, len(prompts), max(1, batch_size)):
-        chunk = slice(start, start + max(1, batch_size))
-        gens = seed_generators(seeds[chunk], noise_device, denoiser_of(pipe).device)
-        with torch.inference_mode():
-            res = pipe(
-                list(prompts[chunk]),
-                num_inference_steps=int(sampling["steps"]),
-                guidance_scale=float(sampling["guidance_scale"]),
-                height=sampling.get("height"),
-                width=sampling.get("width"),
-                eta=float(sampling.get("eta", 0.0)),
-                generator=gens,
-                output_type="np",
-                **family_kwargs,
-            )
-        out.append(np.asarray(res.images, dtype=np.float32))
-    return np.concatenate(out) if out else np.zeros((0, W.SIZE, W.SIZE, 3), np.float32)
 
 
 def read_samples(samples: pd.DataFrame, images: np.ndarray, world: W.World) -> pd.DataFrame:
@@ -156,6 +119,7 @@ def agreement(
 
 def run_job(smk: Any) -> None:
     """Rule sample_images: render and read every voted sample of the run."""
+    from scalex.conditioning import render_samples
     from scalex.config import runtime_options
     from scalex.io import read_tsv, write_tsv
     from scalex.models import check_model_content, load_model

@@ -19,8 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -239,14 +240,89 @@ def validate(
     return summary
 
 
-def combine(summaries: Sequence[str | Path], readouts: Sequence[str], out: str | Path) -> None:
-    """One table (readout x metric) from the per-readout summaries."""
+def combine(
+    summaries: Sequence[str | Path],
+    readouts: Sequence[str],
+    out: str | Path,
+    check: Mapping[str, Any] | None = None,
+) -> None:
+    """One table (readout x metric) from the per-readout summaries; with ``check`` (this run's
+    check tables, the findings and the findings readout's per-concept image shares), the
+    check's rows beside them (:func:`check_rows`, readout ``check``)."""
     frames = []
     for path, readout in zip(summaries, readouts, strict=True):
         frame = pd.read_csv(path, sep="\t")
         frame.insert(0, "readout", readout)
         frames.append(frame)
+    if check:
+        frame = check_rows(
+            pd.read_csv(check["samples"], sep="\t"),
+            pd.read_csv(check["findings"], sep="\t"),
+            pd.read_csv(check["images"], sep="\t"),
+            check["axes"],
+            seed=int(check["seed"]),
+            level=float(check["level"]),
+        )
+        frame.insert(0, "readout", "check")
+        frames.append(frame)
     _write(pd.concat(frames, ignore_index=True), Path(out))
+
+
+def check_rows(
+    checked: pd.DataFrame,
+    findings: pd.DataFrame,
+    images: pd.DataFrame,
+    axes: Mapping[str, Sequence[str]],
+    seed: int = 0,
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """The check judged on a world (docs/validation.md, "The check"): per axis the check's
+    agreement, CI, kappa and whether it passed; the same with the readings shuffled within each
+    concept (the control, which must fail); and how far the raw and the corrected shares of
+    the findings lie from the image shares of all the concept's samples (``images``: the
+    findings readout's ``validation/samples.tsv``)."""
+    from scalex.analysis.check import PASSED, agreement_table, shuffled
+
+    values: dict[str, float] = {}
+    counts: list[int] = []
+    declared = {a: list(v) for a, v in axes.items()}
+    for name, table in (
+        ("check", agreement_table(checked, declared, level)),
+        ("check_shuffled", agreement_table(shuffled(checked, seed), declared, level)),
+    ):
+        for _, r in table.iterrows():
+            for metric in ("agreement", "ci_low", "kappa"):
+                values[f"{name}_{metric}_{r['axis']}"] = float(r[metric])
+                counts.append(int(r["determined"]))
+            values[f"{name}_passed_{r['axis']}"] = float(r["status"] == PASSED)
+            counts.append(int(r["determined"]))
+    from scalex_refworld.sample_check import VOTE_READING
+
+    for axis, axis_values in declared.items():
+        mapping = VOTE_READING.get(axis, {})
+        rows = images[images["axis"] == axis] if "axis" in images else images.iloc[0:0]
+        if rows.empty:
+            continue
+        first = next((v for v in axis_values if mapping.get(v) == rows["value"].iloc[0]), None)
+        if first is None:
+            continue
+        truth = rows.set_index("concept")["image_share"]
+        mine = findings[(findings["axis"] == axis) & (findings["value"] == first)]
+        mine = mine.set_index("concept").reindex(truth.index)
+        values[f"share_mae_vote_{axis}"] = float((mine["share"] - truth).abs().mean())
+        values[f"share_mae_corrected_{axis}"] = float(
+            (mine["corrected_share"] - truth).abs().mean()
+        )
+        counts += [len(truth), int(mine["corrected_share"].notna().sum())]
+    return pd.DataFrame(
+        {
+            "metric": list(values),
+            "value": list(values.values()),
+            "target": np.nan,
+            "met": None,
+            "n": counts,
+        }
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -888,7 +888,6 @@ def findings_plot(table: pd.DataFrame, axis: str, readout: str) -> Figure:
         else np.zeros(n, bool)
     )
     samples = rows["samples"].to_numpy() if "samples" in rows else np.full(n, np.nan)
-    validated = bool(rows["validated"].all()) if "validated" in rows else True
 
     fig = Figure(figsize=(7.5, max(3.0, 0.3 * n + 2.2)), layout="constrained")
     ax = fig.add_subplot()
@@ -958,7 +957,11 @@ def findings_plot(table: pd.DataFrame, axis: str, readout: str) -> Figure:
         right = ax.secondary_yaxis("right")
         right.set_yticks(y, [f"n = {int(v)}" if pd.notna(v) else "" for v in samples])
         right.tick_params(length=0, labelsize=7)
-    where = f"{readout} readout " + ("(validated)" if validated else "(NOT validated)")
+    where = f"{readout} readout"
+    if "method_validated" in rows:
+        from scalex.analysis.findings import validation_label
+
+        where += f"\n{validation_label(rows)}"
     notes = [_share_ci_note(rows)]
     if constant_n:
         notes.append(f"n = {int(finite_n[0])} samples per concept")
@@ -1148,3 +1151,61 @@ def comparison_figure(
     base share; flagged changes in colour, bold and starred. ``table`` is the comparison's
     ``diff.tsv`` (:func:`scalex.analysis.compare.share_differences`)."""
     return _save(comparison_plot(table, axis, readout, validated, fdr), path)
+
+
+def check_plot(table: pd.DataFrame, reader: str) -> Figure:
+    """The figure :func:`check_figure` saves (same arguments, less ``path``)."""
+    from scalex.analysis.check import MIN_AGREEMENT, PASSED
+
+    n = len(table)
+    fig = Figure(figsize=(7.5, max(2.6, 0.55 * n + 1.8)), layout="constrained")
+    ax = fig.add_subplot()
+    y = np.arange(n)[::-1]
+    agree = table["agreement"].to_numpy(dtype=float)
+    low, high = table["ci_low"].to_numpy(dtype=float), table["ci_high"].to_numpy(dtype=float)
+    passed = (table["status"] == PASSED).to_numpy()
+    colours = [PALETTE[2] if ok else PALETTE[5] for ok in passed]
+    ax.barh(y, np.nan_to_num(agree), color=colours, height=0.55, zorder=2)
+    ax.errorbar(
+        agree,
+        y,
+        xerr=np.abs(np.vstack([agree - low, high - agree])),
+        fmt="none",
+        ecolor="#333333",
+        capsize=3,
+        lw=1,
+        zorder=3,
+    )
+    ax.scatter(table["chance"], y, marker="|", s=260, color="#111111", zorder=4, label="chance")
+    ax.axvline(MIN_AGREEMENT, color="#555555", ls="--", lw=0.9, zorder=1)
+    labels = [
+        f"{a}\n{s}: κ {k:.2f}, n {d}, undetermined {u:.0%}"
+        for a, s, k, d, u in zip(
+            table["axis"],
+            table["status"],
+            table["kappa"].astype(float),
+            table["determined"],
+            table["undetermined_rate"].astype(float),
+            strict=True,
+        )
+    ]
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of checked samples whose vote names what their own image shows")
+    handles = [
+        Patch(color=PALETTE[2], label="passed"),
+        Patch(color=PALETTE[5], label="failed"),
+        Line2D([], [], ls="", marker="|", ms=12, color="#111111", label="chance (shares alone)"),
+        Line2D([], [], ls="--", color="#555555", label=f"pass: CI low ≥ {MIN_AGREEMENT:.2f}"),
+    ]
+    fig.legend(handles=handles, fontsize=7, loc="outside lower center", ncols=4, frameon=False)
+    ax.set_title(
+        f"Check on this model: each vote against its own image ({reader} reader)", fontsize=10
+    )
+    return fig
+
+
+def check_figure(table: pd.DataFrame, reader: str, path: str | Path) -> Path:
+    """The check's outcome per identity axis: agreement of the votes with their own images
+    (CI whiskers), chance beside it, and whether the axis passed the declared rule."""
+    return _save(check_plot(table, reader), path)

@@ -29,6 +29,13 @@ FINDINGS_COLUMNS = [
     "resampled",
     "readout",
     "validated",
+    "method_validated",
+    "check",
+    "check_agreement",
+    "check_samples",
+    "corrected_share",
+    "corrected_ci_low",
+    "corrected_ci_high",
     "text_share",
     "text_agrees",
 ]
@@ -61,15 +68,44 @@ def majority(shares: pd.Series) -> str | None:
 def findings_table(
     votes: pd.DataFrame,
     readout: str,
-    validated: bool,
+    method_validated: bool,
     control: pd.DataFrame | None = None,
+    check: pd.DataFrame | None = None,
+    corrected: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per (concept, axis, value): the share of the concept's samples voting for the
     value, its CI and sample count (from ``votes.tsv`` of the descriptors analysis), and the text
-    control's share with ``text_agrees``: both readouts name the same strict majority value."""
+    control's share with ``text_agrees``: both readouts name the same strict majority value.
+
+    Two facts label each row: ``method_validated``, whether the readout is validated on the
+    reference worlds for this kind of denoiser, and ``check``, this model's check of the axis
+    (``check/agreement.tsv``: ``passed``/``failed``, or ``not checked``) with its agreement and
+    determined readings. ``validated`` holds only where both do. ``corrected``: the shares
+    corrected for the vote's misclassification on the checked samples (``corrected_*``).
+    """
+    from scalex.analysis.check import NOT_CHECKED, PASSED
+
     table = votes.rename(columns={"descriptor": "value"}).copy()
     table["readout"] = readout
-    table["validated"] = bool(validated)
+    table["method_validated"] = bool(method_validated)
+    by_axis = check.set_index("axis") if check is not None else pd.DataFrame()
+    table["check"] = [
+        str(by_axis.at[a, "status"]) if a in by_axis.index else NOT_CHECKED for a in table["axis"]
+    ]
+    table["check_agreement"] = [
+        float(by_axis.at[a, "agreement"]) if a in by_axis.index else np.nan for a in table["axis"]
+    ]
+    table["check_samples"] = [
+        int(by_axis.at[a, "determined"]) if a in by_axis.index else 0 for a in table["axis"]
+    ]
+    table["validated"] = table["method_validated"] & (table["check"] == PASSED)
+    for column in ("corrected_share", "corrected_ci_low", "corrected_ci_high"):
+        table[column] = np.nan
+    if corrected is not None and not corrected.empty:
+        fixed = corrected.set_index(["concept", "axis", "value"])
+        keys = list(zip(table["concept"], table["axis"], table["value"], strict=True))
+        for column in ("corrected_share", "corrected_ci_low", "corrected_ci_high"):
+            table[column] = [float(fixed[column].get(k, np.nan)) for k in keys]
     table["text_share"] = np.nan
     table["text_agrees"] = False
     if control is not None and not control.empty:
@@ -86,6 +122,25 @@ def findings_table(
     if "resampled" not in table:
         table["resampled"] = "seeds"
     return table[FINDINGS_COLUMNS].reset_index(drop=True)
+
+
+def validation_label(rows: pd.DataFrame) -> str:
+    """The two facts of a set of findings rows, for a figure's title: the method's validation
+    for this denoiser, and this model's check."""
+    from scalex.analysis.check import NOT_CHECKED, PASSED
+
+    method = (
+        "method validated"
+        if bool(rows["method_validated"].all())
+        else ("method NOT validated for this denoiser")
+    )
+    status = str(rows["check"].iloc[0]) if len(rows) else NOT_CHECKED
+    if status == NOT_CHECKED:
+        return f"{method}; not checked on this model"
+    agreement = float(rows["check_agreement"].iloc[0])
+    n = int(rows["check_samples"].iloc[0])
+    verdict = "check passed" if status == PASSED else "check FAILED"
+    return f"{method}; {verdict} on this model (agreement {agreement:.2f}, n {n})"
 
 
 def first_value_shares(findings: pd.DataFrame, axis: str) -> pd.DataFrame:

@@ -19,16 +19,19 @@ def run(
     votes: str | Path,
     control: str | Path | None,
     readout: str,
-    validated: bool,
+    method_validated: bool,
     out_dir: str | Path,
     references: Mapping[str, Mapping[str, Any]] | None = None,
     published: Mapping[str, str | Path] | None = None,
     boot: Mapping[str, Any] | None = None,
+    check: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """``findings.tsv``, ``<axis>.png`` per descriptor axis and ``references.tsv``.
 
     ``votes``/``control``: the ``votes.tsv`` of the findings readout and of the text control;
-    ``published``: per reference, the ``bias.tsv`` of the defaults analysis it names.
+    ``published``: per reference, the ``bias.tsv`` of the defaults analysis it names;
+    ``check``: this model's check (``agreement``, ``samples``: its tables) and the findings'
+    ``sample_votes``, from which the shares are corrected for misclassification.
     """
     from scalex.analysis import figures
     from scalex.analysis.findings import compare_with_references, findings_table
@@ -36,7 +39,13 @@ def run(
     out = Path(out_dir)
     boot = dict(boot or {"bootstrap": 1000, "confidence": 0.95, "seed": 0})
     text = read_tsv(control) if control else None
-    table = findings_table(read_tsv(votes), readout, validated, text)
+    agreement = corrected = None
+    if check:
+        agreement = read_tsv(check["agreement"])
+        corrected = corrected_table(
+            read_tsv(check["sample_votes"]), read_tsv(check["samples"]), check["axes"], boot
+        )
+    table = findings_table(read_tsv(votes), readout, method_validated, text, agreement, corrected)
     write_tsv(table, out / "findings.tsv")
     for axis in dict.fromkeys(table["axis"]):
         figures.findings_figure(table, axis, out / f"{axis}.png", readout=readout)
@@ -54,6 +63,36 @@ def run(
     )
     write_tsv(compared, out / "references.tsv")
     return table
+
+
+def corrected_table(
+    sample_votes: pd.DataFrame,
+    checked: pd.DataFrame,
+    axes: Mapping[str, list[str]],
+    boot: Mapping[str, Any],
+) -> pd.DataFrame:
+    """Every concept's shares corrected with its axis's checked confusion (Rogan-Gladen), with
+    a bootstrap CI over the concept's samples and the checked samples together."""
+    from scalex.analysis.calibration import corrected_shares
+
+    frames = []
+    for axis, values in axes.items():
+        declared = checked.loc[checked["axis"] == axis]
+        for concept, block in sample_votes[sample_votes["axis"] == axis].groupby(
+            "concept", sort=False
+        ):
+            rows = corrected_shares(
+                block,
+                declared,
+                values,
+                n_boot=int(boot["bootstrap"]),
+                level=float(boot["confidence"]),
+                seed=int(boot["seed"]),
+            )
+            rows.insert(0, "axis", axis)
+            rows.insert(0, "concept", concept)
+            frames.append(rows)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def pooled_scores(bias: pd.DataFrame) -> pd.Series:
@@ -75,11 +114,19 @@ def main(smk: Any) -> None:
             smk.input.votes,
             smk.input.get("control"),
             spec["readout"],
-            spec["validated"],
+            spec["method_validated"],
             Path(smk.output.table).parent,
             references=references,
             published=published,
             boot=json.loads(smk.params.bootstrap),
+            check={
+                "agreement": smk.input.check_agreement,
+                "samples": smk.input.check_samples,
+                "sample_votes": smk.input.sample_votes,
+                "axes": spec["axes"],
+            }
+            if "check_agreement" in smk.input.keys()  # noqa: SIM118 - a Namedlist: in tests values
+            else None,
         )
 
     run_rule(smk, work)
