@@ -212,6 +212,17 @@ def test_model_code_is_refused_before_import(tmp_path, tiny_models):
     assert not marker.exists()
 
 
+def test_a_script_nothing_names_is_accepted_and_never_imported(tmp_path, tiny_models):
+    """Hub repos ship legacy pipeline scripts beside a diffusers layout (``lcm_pipeline.py``):
+    no config names them, so loading never imports them, and the model is accepted."""
+    folder = tmp_path / "legacy"
+    shutil.copytree(tiny_models["sd1"], folder)
+    marker = tmp_path / "module-imported"
+    (folder / "legacy_pipeline.py").write_text(f"open({str(marker)!r}, 'w')\n")
+    pipe = load_pipeline(str(folder), device="cpu")
+    assert pipe.unet is not None and not marker.exists()
+
+
 def test_trust_settings_are_not_hashed(tiny_models):
     base = {"model": {"id": str(tiny_models["sd1"])}, "concepts": {"sheets": [__file__]}}
     allowed = {**base, "model": {**base["model"], "allow_pickle": True, "allow_custom_code": True}}

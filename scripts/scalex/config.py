@@ -279,8 +279,39 @@ def check_model_source(model_id: str) -> Path | None:
 
 #: Weight files that loading would unpickle (a pickle can run any code when it is loaded).
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
-#: Libraries a ``model_index.json`` component may come from without running the folder's code.
+#: Files with a pickle's suffix that no loader unpickles: OpenVINO's weights (raw tensors, read
+#: with their ``openvino_model.xml``), which SDXL ships in every component folder, ``vae_decoder``
+#: and ``vae_encoder`` (no safetensors there) included.
+NOT_PICKLED = re.compile(r"openvino_model\.bin")
+#: Libraries a ``model_index.json`` component may come from without running the folder's code
+#: (besides diffusers' own pipeline modules: :func:`diffusers_pipeline_class`).
 KNOWN_LIBRARIES = {"diffusers", "transformers", None}
+
+
+@functools.cache
+def diffusers_pipeline_class(library: str, name: str) -> bool:
+    """Whether ``[library, name]``, a ``model_index.json`` entry, names a class of diffusers' own
+    pipeline module (``["stable_diffusion", "StableDiffusionSafetyChecker"]``, as SD 1.x and its
+    fine-tunes ship): diffusers' code, not the model's. Read from the installed diffusers package
+    (the module's ``__init__.py`` defines or exports ``name``) without importing it."""
+    import ast
+    import importlib.util
+
+    if not all(isinstance(s, str) and s.isidentifier() for s in (library, name)):
+        return False
+    spec = importlib.util.find_spec("diffusers")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    init = Path(next(iter(spec.submodule_search_locations))) / "pipelines" / library / "__init__.py"
+    try:
+        tree = ast.parse(init.read_text())
+    except (OSError, SyntaxError, ValueError):
+        return False
+    return any(
+        (isinstance(node, ast.Constant) and node.value == name)
+        or (isinstance(node, ast.alias) and (node.asname or node.name) == name)
+        for node in ast.walk(tree)
+    )
 
 
 def check_model_trust(
@@ -290,39 +321,63 @@ def check_model_trust(
     unpickled or imported: an audited model is often untrusted.
 
     Refused unless allowed: pickled weights (``.bin``, ``.ckpt``, ...) with no safetensors file
-    beside them (``model.allow_pickle``), and code shipped with the model (a ``.py`` file, a
-    ``model_index.json`` component from another library, a config's ``auto_map``;
-    ``model.allow_custom_code``). A hub id is loaded with safetensors only unless allowed, and
-    diffusers refuses remote code by default.
+    beside them (``model.allow_pickle``), and code the model would run (a ``model_index.json``
+    component from a library other than diffusers, its pipeline modules and transformers, with
+    its ``.py`` file named, also in a hidden or symlinked folder; a config's ``auto_map``;
+    ``model.allow_custom_code``). A ``.py`` file nothing names is never imported, and accepted.
+    A hub id is loaded with safetensors only unless allowed, and diffusers refuses remote code by
+    default.
     """
     if folder is None:
         return
+    from scalex.provenance import model_files
+
+    files = model_files(folder, hidden=True)  # symlinked folders followed, cycles refused
     why = "an audited model is untrusted, and loading it would run that code"
     if not allow_custom_code:
-        code = sorted(folder.rglob("*.py"))
+        index = _json_or_none(folder / "model_index.json") or {}
+        foreign = {
+            str(entry[0])
+            for entry in index.values()
+            if isinstance(entry, list)
+            and entry
+            and entry[0] not in KNOWN_LIBRARIES
+            and not (len(entry) == 2 and diffusers_pipeline_class(entry[0], entry[1]))
+        }
+        # a module file the index names would be imported; one nothing names never is (no
+        # custom_pipeline, no trust_remote_code), as hub repos ship legacy pipeline scripts
+        code = [path for rel, path in files if rel.endswith(".py") and path.stem in foreign]
         if code:
             raise ModelError(
                 f"model.id: {code[0]} is code shipped with the model; scalex does not import "
                 f"it ({why}). Set model.allow_custom_code: true only for a model you trust"
             )
-        index = _json_or_none(folder / "model_index.json") or {}
         for name, entry in index.items():
-            if isinstance(entry, list) and entry and entry[0] not in KNOWN_LIBRARIES:
-                raise ModelError(
-                    f"model.id: {folder / 'model_index.json'} loads component {name!r} from "
-                    f"{entry[0]!r}, code shipped with the model ({why}). Set "
-                    "model.allow_custom_code: true only for a model you trust"
-                )
-        for config in sorted(folder.glob("*/config.json")):
-            if "auto_map" in (_json_or_none(config) or {}):
+            if not isinstance(entry, list) or not entry or entry[0] in KNOWN_LIBRARIES:
+                continue
+            if len(entry) == 2 and diffusers_pipeline_class(entry[0], entry[1]):
+                continue  # diffusers' own pipeline module (SD 1.x's safety checker)
+            raise ModelError(
+                f"model.id: {folder / 'model_index.json'} loads component {name!r} from "
+                f"{entry[0]!r}, code shipped with the model ({why}). Set "
+                "model.allow_custom_code: true only for a model you trust"
+            )
+        for rel, config in files:
+            component_config = rel.count("/") == 1 and rel.endswith("/config.json")
+            if component_config and "auto_map" in (_json_or_none(config) or {}):
                 raise ModelError(
                     f"model.id: {config} maps its classes to code shipped with the model "
                     f"(auto_map; {why}). Set model.allow_custom_code: true only for a model you "
                     "trust"
                 )
     if not allow_pickle:
-        for path in sorted(p for p in folder.rglob("*") if p.suffix in PICKLE_SUFFIXES):
-            if not any(path.parent.glob("*.safetensors")):
+        safetensors = {rel.rpartition("/")[0] for rel, _ in files if rel.endswith(".safetensors")}
+        for rel, path in files:
+            if (
+                path.suffix in PICKLE_SUFFIXES
+                and not NOT_PICKLED.fullmatch(path.name)
+                and rel.rpartition("/")[0] not in safetensors
+            ):
                 raise ModelError(
                     f"model.id: {path} holds pickled weights and no safetensors file is beside "
                     f"it; unpickling can run any code ({why}). Convert the weights to "
@@ -456,7 +511,7 @@ def model_weights(model: dict[str, Any]) -> str | None:
     same weights are the same model, and so are a hub id and a local copy of its cached snapshot
     (a cached file's blob is named by its sha256, which is taken as it is, unread).
     """
-    from scalex.provenance import _file_digest, _load_cache, _save_cache
+    from scalex.provenance import _file_digest, _load_cache, _save_cache, model_files
 
     folder = Path(model["id"]).expanduser()
     if not folder.is_dir():
@@ -474,9 +529,8 @@ def model_weights(model: dict[str, Any]) -> str | None:
     before = len(cache)
     h = hashlib.sha256(f"variant\0{model.get('variant')}\n".encode())
     found = False
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        rel = path.relative_to(folder).as_posix()
-        if path.suffix not in WEIGHT_SUFFIXES or any(d.startswith(".") for d in Path(rel).parts):
+    for rel, path in model_files(folder):  # hidden files aside, symlinked folders followed
+        if path.suffix not in WEIGHT_SUFFIXES:
             continue
         blob = path.resolve().name
         digest = blob if re.fullmatch(r"[0-9a-f]{64}", blob) else _file_digest(path, cache)

@@ -53,19 +53,55 @@ def _save_cache(cache: dict[str, str]) -> None:
         pass
 
 
+def model_files(folder: str | Path, hidden: bool = False) -> list[tuple[str, Path]]:
+    """Every file of a model folder as ``(relative POSIX path, path)``, sorted by path parts: the
+    one walk of a model folder (its digest, its weights' digest, the trust check).
+
+    Symlinks are followed, to files (a Hugging Face snapshot's files link into ``blobs/``; the
+    path, not the blob, names them) and to folders (a fine-tune's ``unet/`` linked to a training
+    output), which :meth:`Path.rglob` would skip. A linked folder that leads back into a folder
+    being walked (a cycle) raises :class:`ModelError` naming the link. Hidden files and folders
+    (``.git``, a download cache) are left out unless ``hidden``; a dangling link is no file.
+    """
+    from scalex.errors import ModelError
+
+    root = Path(folder)
+    found: list[tuple[tuple[str, ...], Path]] = []
+
+    def walk(directory: Path, above: frozenset[Path], parts: tuple[str, ...]) -> None:
+        """``above``: the real folders this walk is inside, to its root (links resolved)."""
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if not hidden and entry.name.startswith("."):
+                    continue
+                path = Path(entry.path)
+                if entry.is_dir():  # follows a link
+                    target = path.resolve()
+                    if entry.is_symlink() and (
+                        target in above or any(target in a.parents for a in above)
+                    ):
+                        raise ModelError(
+                            f"model.id: {path} links to {target}, a folder that holds it: a "
+                            "symlink cycle; make the link point at the folder it stands for"
+                        )
+                    walk(path, above | {target}, (*parts, entry.name))
+                elif entry.is_file():  # follows a link; a dangling one is neither
+                    found.append(((*parts, entry.name), path))
+
+    walk(root, frozenset({root.resolve()}), ())
+    return [("/".join(parts), path) for parts, path in sorted(found, key=lambda f: f[0])]
+
+
 def folder_digest(folder: str | Path) -> str:
-    """sha256 over every file of a model folder (relative path and content), hidden files aside.
+    """sha256 over every file of a model folder (relative path and content), hidden files aside,
+    symlinked files and folders followed (:func:`model_files`).
 
     Configs count as much as weights: a changed scheduler or scaling factor changes activations.
     """
-    folder = Path(folder)
     cache = _load_cache()
     before = len(cache)
     h = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        rel = path.relative_to(folder).as_posix()
-        if any(part.startswith(".") for part in Path(rel).parts):
-            continue
+    for rel, path in model_files(folder):
         h.update(f"{rel}\0{_file_digest(path, cache)}\n".encode())
     if len(cache) != before:
         _save_cache(cache)
