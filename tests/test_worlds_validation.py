@@ -19,7 +19,13 @@ from scalex_refworld import world as W
 from scalex_refworld.validate import TARGETS
 from scalex_refworld.validate_comparisons import PAIRS
 from scalex_refworld.validate_comparisons import TARGETS as CMP_TARGETS
-from scalex_refworld.validate_worlds import DISCRIMINATING, GENDER_MARGIN, VALIDATED
+from scalex_refworld.validate_worlds import (
+    CHECK_AXES,
+    CORRECTION_SLACK,
+    DISCRIMINATING,
+    GENDER_MARGIN,
+    VALIDATED,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,7 +44,17 @@ def test_every_world_meets_its_targets_and_the_text_control_does_not(tmp_path):
     assert set(table["world"]) == worlds == set(W.committed_worlds("unet"))
     dit_worlds = {"stereotyped-dit", "heldout5-dit", "heldout6-dit"}
     assert set(W.committed_worlds("dit")) == dit_worlds  # judged by name, not here
-    assert set(table["readout"]) == {"content", "prompt", "text"}
+    assert set(table["readout"]) == {"content", "prompt", "text", "check"}
+    # the check on each world's model (docs/validation.md, "The check"): with the world reader
+    # it passes and reproduces the validation's agreement; shuffled, it fails
+    checks = table[table["readout"] == "check"].pivot_table(
+        index="world", columns="metric", values="value"
+    )
+    for axis in CHECK_AXES:
+        assert (checks[f"check_passed_{axis}"] == 1).all(), axis
+        assert (checks[f"check_shuffled_passed_{axis}"] == 0).all(), axis
+        gap = checks[f"share_mae_corrected_{axis}"] - checks[f"share_mae_vote_{axis}"]
+        assert (gap <= CORRECTION_SLACK).all(), gap.to_string()
     for metric, readouts in VALIDATED.items():
         rows = table[table["readout"].isin(readouts) & (table["metric"] == metric)]
         assert len(rows) == len(worlds) * len(readouts)

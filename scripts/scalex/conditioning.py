@@ -378,6 +378,9 @@ def render_samples(
 
     noise_device = sampling.get("noise_device", "cpu")
     family_kwargs = stock_call_kwargs(pipe, sampling.get("negative_prompt") or None)
+    vae = getattr(pipe, "vae", None)
+    if hasattr(vae, "enable_slicing"):  # decode one image at a time: a batch's decode would
+        vae.enable_slicing()  # need several times the denoiser's memory at 512 px and above
     out = []
     for start in range(0, len(prompts), max(1, batch_size)):
         chunk = slice(start, start + max(1, batch_size))

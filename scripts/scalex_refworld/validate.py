@@ -291,7 +291,7 @@ def check_rows(
         ("check_shuffled", agreement_table(shuffled(checked, seed), declared, level)),
     ):
         for _, r in table.iterrows():
-            for metric in ("agreement", "ci_low", "kappa"):
+            for metric in ("agreement", "ci_low", "ci_high", "kappa"):
                 values[f"{name}_{metric}_{r['axis']}"] = float(r[metric])
                 counts.append(int(r["determined"]))
             values[f"{name}_passed_{r['axis']}"] = float(r["status"] == PASSED)

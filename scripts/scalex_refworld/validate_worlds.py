@@ -59,6 +59,15 @@ VALIDATED = {
 }
 #: how far the best H-space readout's gender rho must stay above the text control's
 GENDER_MARGIN = 0.3
+#: The check on the model (docs/validation.md, "The check"): the axes it is judged on, how far
+#: the corrected shares may lie further from the images than the raw votes where the vote is
+#: unbiased, and the raw gap above which a vote counts as biased.
+CHECK_AXES = ("gender", "age", "wealth")
+CORRECTION_SLACK = 0.02
+BIASED_GAP = 0.05
+#: The biased vote the corrected shares are judged on: the content readout restricted to its
+#: first step after the seed's noise (``--biased-vote``).
+BIASED_KEEP_STEPS = [0, 1]
 #: the gender scores compared with the text control (docs/validation.md, deviations 4 and 5)
 GENDER_METRICS = ("spearman_realised", "spearman_realised_descriptor", "spearman_realised_vote")
 
@@ -138,11 +147,93 @@ def check(table: pd.DataFrame) -> list[str]:
                 f"{world}: the best H-space gender rho ({best:.3f}) is not {GENDER_MARGIN} "
                 f"above the text control's ({control:.3f})"
             )
+        problems += check_problems(world, rows)
         rows = rows[rows["metric"].isin(TARGETS)]
         text = rows[rows["readout"] == "text"]
         if world in DISCRIMINATING and len(text) and (text["value"] >= text["target"]).all():
             problems.append(f"{world}: the text-encoder control meets every target")
     return problems
+
+
+def _metric(rows: pd.DataFrame, readout: str, metric: str) -> float:
+    found = rows[(rows["readout"] == readout) & (rows["metric"] == metric)]["value"]
+    return float(found.iloc[0]) if len(found) else float("nan")
+
+
+def check_problems(world: str, rows: pd.DataFrame) -> list[str]:
+    """The check judged on one world (docs/validation.md, "The check", 1-3): it passes and its
+    CI holds the validation's agreement on all samples; shuffled, it fails; the corrected
+    shares lie no further from the images than the raw votes (by ``CORRECTION_SLACK``)."""
+    if not (rows["readout"] == "check").any():
+        return []
+    problems = []
+    for axis in CHECK_AXES:
+        passed = _metric(rows, "check", f"check_passed_{axis}")
+        low = _metric(rows, "check", f"check_ci_low_{axis}")
+        high = _metric(rows, "check", f"check_ci_high_{axis}")
+        agreement = _metric(rows, "check", f"check_agreement_{axis}")
+        full = _metric(rows, "content", f"agreement_{axis}")
+        if passed != 1.0:
+            problems.append(f"{world}: the check fails on {axis} (agreement {agreement:.3f})")
+        if not low <= full <= high:
+            problems.append(
+                f"{world}: the check's CI on {axis} ({low:.3f}-{high:.3f}) misses the "
+                f"validation's agreement {full:.3f}"
+            )
+        if _metric(rows, "check", f"check_shuffled_passed_{axis}") != 0.0:
+            problems.append(f"{world}: the shuffled check passes on {axis}")
+        raw = _metric(rows, "check", f"share_mae_vote_{axis}")
+        fixed = _metric(rows, "check", f"share_mae_corrected_{axis}")
+        if not fixed <= raw + CORRECTION_SLACK:
+            problems.append(
+                f"{world}: corrected {axis} shares lie further from the images ({fixed:.3f}) "
+                f"than the votes ({raw:.3f})"
+            )
+    return problems
+
+
+def biased_vote_problems(table: pd.DataFrame) -> list[str]:
+    """Where the vote is biased (its raw share gap above ``BIASED_GAP``), the corrected shares
+    must lie closer to the images than the raw votes (docs/validation.md, "The check", 3)."""
+    problems = []
+    for world, rows in table.groupby("world", sort=False):
+        for axis in CHECK_AXES:
+            raw = _metric(rows, "check", f"share_mae_vote_{axis}")
+            fixed = _metric(rows, "check", f"share_mae_corrected_{axis}")
+            if raw > BIASED_GAP and not fixed < raw:
+                problems.append(
+                    f"{world}: on the biased vote, corrected {axis} shares ({fixed:.3f}) are not "
+                    f"closer to the images than the votes ({raw:.3f})"
+                )
+    return problems
+
+
+def check_markdown(table: pd.DataFrame) -> str:
+    """The check's rows per world: agreement (CI low), kappa, passed; shuffled; share gaps."""
+    rows = table[table["readout"] == "check"]
+    if rows.empty:
+        return ""
+    lines = [
+        "| world | axis | check agreement (CI low) | kappa | passed | validation agreement "
+        "| shuffled: agreement, kappa, passed | share gap: vote → corrected |",
+        "|---|---|---:|---:|---|---:|---|---|",
+    ]
+    for world, block in table.groupby("world", sort=False):
+        for axis in CHECK_AXES:
+            m = {k: _metric(block, "check", f"{k}_{axis}") for k in (
+                "check_agreement", "check_ci_low", "check_kappa", "check_passed",
+                "check_shuffled_agreement", "check_shuffled_kappa", "check_shuffled_passed",
+                "share_mae_vote", "share_mae_corrected")}  # fmt: skip
+            full = _metric(block, "content", f"agreement_{axis}")
+            lines.append(
+                f"| {world} | {axis} | {m['check_agreement']:.2f} ({m['check_ci_low']:.2f}) "
+                f"| {m['check_kappa']:.2f} | {'yes' if m['check_passed'] == 1 else 'NO'} "
+                f"| {full:.2f} | {m['check_shuffled_agreement']:.2f}, "
+                f"{m['check_shuffled_kappa']:.2f}, "
+                f"{'YES' if m['check_shuffled_passed'] == 1 else 'no'} "
+                f"| {m['share_mae_vote']:.3f} → {m['share_mae_corrected']:.3f} |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def markdown(table: pd.DataFrame) -> str:
@@ -182,17 +273,25 @@ def add_run_arguments(ap: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--worlds", nargs="+", default=None, help="default: every committed UNet world")
+    ap.add_argument(
+        "--biased-vote",
+        action="store_true",
+        help="keep steps 0 and 1 only (a biased vote) and judge the corrected shares alone",
+    )
     add_run_arguments(ap)
     a = ap.parse_args(argv)
     base = yaml.safe_load(Path(a.configfile).read_text())
+    if a.biased_vote:
+        base.setdefault("extraction", {})["keep_steps"] = BIASED_KEEP_STEPS
     worlds = a.worlds or W.committed_worlds(DEFAULT_DENOISER)
     out = Path(a.out).resolve()
     summaries = {w: run_world(w, base, out, a.cores, a.snakemake_args) for w in worlds}
     table = collect(summaries)
     table.to_csv(out / "summary.tsv", sep="\t", index=False, float_format="%.4f")
-    (out / "summary.md").write_text(markdown(table))
+    (out / "summary.md").write_text(markdown(table) + "\n" + check_markdown(table))
     print(markdown(table))
-    problems = check(table)
+    print(check_markdown(table))
+    problems = biased_vote_problems(table) if a.biased_vote else check(table)
     for p in problems:
         print("NOT MET:", p)
     if not problems:
