@@ -147,7 +147,6 @@ def check(table: pd.DataFrame) -> list[str]:
                 f"{world}: the best H-space gender rho ({best:.3f}) is not {GENDER_MARGIN} "
                 f"above the text control's ({control:.3f})"
             )
-        problems += check_problems(world, rows)
         rows = rows[rows["metric"].isin(TARGETS)]
         text = rows[rows["readout"] == "text"]
         if world in DISCRIMINATING and len(text) and (text["value"] >= text["target"]).all():
@@ -163,7 +162,9 @@ def _metric(rows: pd.DataFrame, readout: str, metric: str) -> float:
 def check_problems(world: str, rows: pd.DataFrame) -> list[str]:
     """The check judged on one world (docs/validation.md, "The check", 1-3): it passes and its
     CI holds the validation's agreement on all samples; shuffled, it fails; the corrected
-    shares lie no further from the images than the raw votes (by ``CORRECTION_SLACK``)."""
+    shares lie no further from the images than the raw votes (by ``CORRECTION_SLACK``).
+    Reported beside the validated claims, not among them: its outcome is in docs/validation.md.
+    """
     if not (rows["readout"] == "check").any():
         return []
     problems = []
@@ -292,6 +293,10 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(table))
     print(check_markdown(table))
     problems = biased_vote_problems(table) if a.biased_vote else check(table)
+    if not a.biased_vote:  # the check's rule as declared: reported, not (yet) a validated claim
+        for world, rows in table.groupby("world", sort=False):
+            for p in check_problems(world, rows):
+                print("check rule not met (docs/validation.md, 'The check'):", p)
     for p in problems:
         print("NOT MET:", p)
     if not problems:
