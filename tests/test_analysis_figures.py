@@ -321,15 +321,18 @@ def _findings() -> pd.DataFrame:
             rows.append(
                 {"concept": c, "axis": "gender", "value": v, "share": s, "ci_low": s - 0.05,
                  "ci_high": s + 0.05, "samples": 64, "resampled": "seeds", "readout": "content",
-                 "validated": True, "text_share": ts, "text_agrees": a}
+                 "validated": True, "method_validated": True, "check": "passed",
+                 "check_agreement": 0.97, "check_samples": 120, "text_share": ts,
+                 "text_agrees": a}
             )  # fmt: skip
     for c, shares in (("nurse", [0.2, 0.5, 0.3]), ("doctor", [0.6, 0.3, 0.1])):
         for v, s in zip(["young", "middle-aged", "old"], shares, strict=True):
             rows.append(
                 {"concept": c, "axis": "age", "value": v, "share": s, "ci_low": s - 0.1,
                  "ci_high": s + 0.1, "samples": 40 if c == "nurse" else 48,
-                 "resampled": "seeds", "readout": "content", "validated": True,
-                 "text_share": np.nan, "text_agrees": False}
+                 "resampled": "seeds", "readout": "content", "validated": False,
+                 "method_validated": True, "check": "not checked", "check_agreement": np.nan,
+                 "check_samples": 0, "text_share": np.nan, "text_agrees": False}
             )  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -346,7 +349,10 @@ def test_findings_figure(tmp_path):
     assert "showing 'female'" in ax.get_xlabel()
     assert any(ln.get_xdata()[0] == 0.5 and ln.get_linestyle() == "--" for ln in ax.get_lines())
     title = ax.get_title()
-    assert title.startswith("gender: estimated share per concept — content readout (validated)")
+    assert title.startswith(
+        "gender: estimated share per concept — content readout\n"
+        "method validated; check passed on this model (agreement 0.97, n 120)"
+    )
     assert "CI" in title and "n = 64 samples per concept" in title
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert "text encoder alone" in legend
@@ -360,6 +366,7 @@ def test_findings_figure_of_a_many_valued_axis_says_first_value_and_n(tmp_path):
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["nurse", "doctor"]
     assert "showing 'young'" in ax.get_xlabel() and "first of 3 values" in ax.get_xlabel()
+    assert "method validated; not checked on this model" in ax.get_title()
     right = [a for a in ax.child_axes]
     assert [t.get_text() for t in right[0].get_yticklabels()] == ["n = 40", "n = 48"]
     with pytest.raises(ValueError, match="colour"):
