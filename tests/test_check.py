@@ -165,7 +165,9 @@ def test_the_workflow_checks_the_findings_and_labels_them(tiny_models, tmp_path)
     snakemake(work, config, targets=[f"{tree_of(config)}/findings/findings.tsv"], timeout=600)
     findings = pd.read_csv(tree / "findings/findings.tsv", sep="\t")
     assert (findings["check"] == NOT_CHECKED).all() and not findings["validated"].any()
-    assert findings["method_validated"].all() and findings["corrected_share"].isna().all()
+    assert (
+        findings["method_validated"].all() and findings["unvalidated_corrected_share"].isna().all()
+    )
     assert not (tree / "check").exists()
 
     cfg["check"] = {"enabled": True, "model": str(clip), "seeds": 2, "margin": 0.0}
@@ -184,4 +186,4 @@ def test_the_workflow_checks_the_findings_and_labels_them(tiny_models, tmp_path)
     assert (findings["check"] == FAILED).all() and not findings["validated"].any()
     assert (findings["check_samples"] == 4).all()
     assert np.allclose(findings["check_agreement"], table["agreement"])
-    assert "corrected_share" in findings and "corrected_ci_low" in findings
+    assert "unvalidated_corrected_share" in findings and "unvalidated_corrected_ci_low" in findings

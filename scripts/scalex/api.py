@@ -97,8 +97,9 @@ class Results:
         Two facts label each row: ``method_validated`` (the reading is validated image by image
         on the reference worlds for this kind of denoiser) and ``check`` (this model's own
         check: ``passed``/``failed`` with ``check_agreement`` and ``check_samples``, or ``not
-        checked``); ``validated`` holds where both do. ``corrected_share`` and its CI: the share
-        corrected for the vote's misclassification on the checked samples."""
+        checked``); ``validated`` holds where both do. ``unvalidated_corrected_share`` and its
+        CI: the share corrected for the vote's misclassification on the checked samples, not
+        validated (on the reference worlds it moved biased votes further from the images)."""
         path = self.path("findings")
         table = self.table("findings")
         if axis is not None:

@@ -86,8 +86,9 @@ OUTPUTS: dict[str, Output] = {
         "concept's generated samples (content readout), CI, n; `method_validated` (the readout "
         "is validated on the reference worlds for this denoiser), `check` (this model's check: "
         "`passed`, `failed` or `not checked`, with `check_agreement`, `check_samples`), "
-        "`validated` (both), `corrected_share` with its CI (corrected for the vote's "
-        "misclassification on the checked samples); the text control's share and `text_agrees`",
+        "`validated` (both), `unvalidated_corrected_share` with its CI (corrected for the vote's "
+        "misclassification on the checked samples; not validated); the text control's share and "
+        "`text_agrees`",
         target=True,
     ),
     "findings_figure": Output("findings/{axis}.png", "findings", "the shares of one axis"),

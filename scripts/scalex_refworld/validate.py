@@ -311,9 +311,9 @@ def check_rows(
         mine = mine.set_index("concept").reindex(truth.index)
         values[f"share_mae_vote_{axis}"] = float((mine["share"] - truth).abs().mean())
         values[f"share_mae_corrected_{axis}"] = float(
-            (mine["corrected_share"] - truth).abs().mean()
+            (mine["unvalidated_corrected_share"] - truth).abs().mean()
         )
-        counts += [len(truth), int(mine["corrected_share"].notna().sum())]
+        counts += [len(truth), int(mine["unvalidated_corrected_share"].notna().sum())]
     return pd.DataFrame(
         {
             "metric": list(values),

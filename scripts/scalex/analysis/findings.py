@@ -33,12 +33,20 @@ FINDINGS_COLUMNS = [
     "check",
     "check_agreement",
     "check_samples",
-    "corrected_share",
-    "corrected_ci_low",
-    "corrected_ci_high",
+    "unvalidated_corrected_share",
+    "unvalidated_corrected_ci_low",
+    "unvalidated_corrected_ci_high",
     "text_share",
     "text_agrees",
 ]
+
+#: The corrected shares' columns in the findings: not validated (docs/validation.md, "The
+#: check": on the worlds' biased vote they lay further from the images than the raw votes).
+CORRECTED = {
+    "corrected_share": "unvalidated_corrected_share",
+    "corrected_ci_low": "unvalidated_corrected_ci_low",
+    "corrected_ci_high": "unvalidated_corrected_ci_high",
+}
 
 REFERENCE_COLUMNS = [
     "reference",
@@ -81,7 +89,9 @@ def findings_table(
     reference worlds for this kind of denoiser, and ``check``, this model's check of the axis
     (``check/agreement.tsv``: ``passed``/``failed``, or ``not checked``) with its agreement and
     determined readings. ``validated`` holds only where both do. ``corrected``: the shares
-    corrected for the vote's misclassification on the checked samples (``corrected_*``).
+    corrected for the vote's misclassification on the checked samples, named unvalidated
+    (:data:`CORRECTED`): on the reference worlds they moved biased votes further from the
+    images (docs/validation.md, "The check").
     """
     from scalex.analysis.check import NOT_CHECKED, PASSED
 
@@ -99,13 +109,13 @@ def findings_table(
         int(by_axis.at[a, "determined"]) if a in by_axis.index else 0 for a in table["axis"]
     ]
     table["validated"] = table["method_validated"] & (table["check"] == PASSED)
-    for column in ("corrected_share", "corrected_ci_low", "corrected_ci_high"):
+    for column in CORRECTED.values():
         table[column] = np.nan
     if corrected is not None and not corrected.empty:
         fixed = corrected.set_index(["concept", "axis", "value"])
         keys = list(zip(table["concept"], table["axis"], table["value"], strict=True))
-        for column in ("corrected_share", "corrected_ci_low", "corrected_ci_high"):
-            table[column] = [float(fixed[column].get(k, np.nan)) for k in keys]
+        for source, column in CORRECTED.items():
+            table[column] = [float(fixed[source].get(k, np.nan)) for k in keys]
     table["text_share"] = np.nan
     table["text_agrees"] = False
     if control is not None and not control.empty:
