@@ -51,7 +51,7 @@ def site(monkeypatch):
 
 def test_gpu_rules_are_known():
     assert gpu_rules() == {
-        "extract", "extract_vocabulary", "steering", "projection", "sample_images",
+        "extract", "extract_vocabulary", "steering", "projection", "sample_images", "check",
     }  # fmt: skip
 
 

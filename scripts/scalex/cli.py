@@ -50,9 +50,11 @@ commands:
 findings, after a run (under results/<model>-<hash>/):
   findings/findings.tsv   per concept and identity axis (e.g. gender), the estimated share of
                           the concept's generated samples that show each value, with its CI
-                          and sample count, from the content readout (validated for UNet
-                          models: the `validated` column); beside it the text encoder alone,
-                          and whether that alone gives the same answer
+                          and sample count, from the content readout; `method_validated`
+                          (validated on the reference worlds for this denoiser) and `check`
+                          (this model's own check: passed, failed or not checked); beside it
+                          the text encoder alone, and whether that alone gives the same answer
+  check/agreement.tsv     with `check:`, each vote against its own sample's image, per axis
   findings/<axis>.png     the same shares as a figure, one per axis
   snakemake --report report.html --configfile ...
                           every table and figure of the run in one HTML report

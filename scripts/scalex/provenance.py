@@ -159,10 +159,13 @@ def code_version() -> str:
 
     h = hashlib.sha256()
     for package in FIRST_PARTY:
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            continue
-        root = Path(next(iter(spec.submodule_search_locations))).resolve()
+        if package == "scalex":  # this very package, where this module is
+            root = Path(__file__).resolve().parent
+        else:
+            spec = importlib.util.find_spec(package)
+            if spec is None or not spec.submodule_search_locations:
+                continue
+            root = Path(next(iter(spec.submodule_search_locations))).resolve()
         for path in sorted(root.rglob("*.py")):
             h.update(f"{package}/{path.relative_to(root).as_posix()}\0".encode())
             h.update(path.read_bytes())
